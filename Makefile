@@ -1,0 +1,41 @@
+# The two commands: `make demo` and `make test`. Both build .venv on first use and
+# reinstall only when pyproject.toml changes.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+STAMP := $(VENV)/.installed
+export MLFLOW_DISABLE_TELEMETRY := true
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export DVC_NO_ANALYTICS := 1
+export DO_NOT_TRACK := 1
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+export DS_ACCELERATOR := cpu
+export TORCH_EXTENSIONS_DIR := $(CURDIR)/.cache/torch_extensions
+
+.PHONY: demo test lint install clean
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	# torch first: the pinned CPU wheel; pip would otherwise resolve a CUDA build.
+	$(VENV)/bin/pip install -q torch==2.13.0
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check xib flows tests benchmarks
+	$(VENV)/bin/ruff format --check xib flows tests benchmarks
+	$(VENV)/bin/mypy
+
+test: lint
+	$(VENV)/bin/python -m pytest
+
+demo: $(STAMP)
+	$(VENV)/bin/xib demo
+
+clean:
+	rm -rf data artifacts .cache mlruns mlflow.db

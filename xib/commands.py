@@ -1,0 +1,30 @@
+"""The `xib` commands. Each takes Hydra overrides, composes the config, and calls library code.
+
+Commands stay thin: the work lives in xib/data, xib/models, xib/train, xib/eval, xib/registry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from omegaconf import OmegaConf
+
+from xib.config import load_config
+
+Command = Callable[[list[str]], int | None]
+COMMANDS: dict[str, Command] = {}
+
+
+def command(name: str) -> Callable[[Command], Command]:
+    def register(func: Command) -> Command:
+        COMMANDS[name] = func
+        return func
+
+    return register
+
+
+@command("config")
+def show_config(overrides: list[str]) -> int:
+    """Print the composed, resolved config."""
+    print(OmegaConf.to_yaml(load_config(overrides), resolve=True))
+    return 0

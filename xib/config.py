@@ -1,0 +1,89 @@
+"""The root typed config. Hydra composes conf/; this schema checks every key and type.
+
+Each room owns its section's dataclass (xib/<room>/config.py); this module only composes them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from xib.data.config import DataConfig
+from xib.eval.config import EvalConfig
+from xib.models.config import ModelConfig
+from xib.registry.config import GateConfig
+from xib.train.config import TrainConfig
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+@dataclass
+class PathsConfig:
+    root: str = "."
+    data: str = "${paths.root}/data"
+    artifacts: str = "${paths.root}/artifacts"
+
+
+@dataclass
+class InfraConfig:
+    mlflow_tracking_uri: str = "sqlite:///${paths.root}/mlflow.db"
+    mlflow_artifact_root: str = "${paths.root}/mlruns"
+    mlflow_experiment: str = "xib"
+    prefect_api_url: str = ""  # empty: Prefect's temporary local API
+    dvc_remote: str = "local"
+    dvc_remote_url: str = "${paths.root}/.cache/dvc-remote"
+    s3_endpoint_url: str = ""  # e.g. http://127.0.0.1:5000 for moto or MinIO
+
+
+@dataclass
+class ModalityConfig:
+    name: str = "image"
+    init_from: str = ""  # another modality whose trained projection initialises this one (video <- image)
+
+
+@dataclass
+class XibConfig:
+    seed: int = 0
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    modality: ModalityConfig = field(default_factory=ModalityConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
+    infra: InfraConfig = field(default_factory=InfraConfig)
+
+
+MODALITIES = ("image", "pc", "audio", "video")
+
+
+def load_config(overrides: list[str] | None = None, config_name: str = "config") -> DictConfig:
+    """Compose conf/ with Hydra, apply overrides (`data.world.items_per_modality=200`), check types."""
+    from hydra import compose, initialize_config_dir
+
+    conf_dir = Path(os.environ.get("XIB_CONF_DIR", CONF_DIR))
+    with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
+        composed = compose(config_name=config_name, overrides=list(overrides or []))
+    schema = OmegaConf.structured(XibConfig)
+    cfg = OmegaConf.merge(schema, composed)
+    OmegaConf.set_struct(cfg, True)
+    return cfg  # type: ignore[return-value]
+
+
+def to_flat_dict(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config as {"a.b.c": value}, for MLflow params and DVC params."""
+    flat: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{prefix}.{key}" if prefix else str(key))
+        else:
+            flat[prefix] = node
+
+    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    return flat
