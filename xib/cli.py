@@ -10,7 +10,9 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    from xib.commands import COMMANDS
+    from xib.commands import load_commands
+
+    COMMANDS = load_commands()
 
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in {"-h", "--help", "help"}:

@@ -1,0 +1,3 @@
+"""`xib` commands of the data room."""
+
+from xib.commands import command  # noqa: F401

@@ -1,0 +1,3 @@
+"""`xib` commands of the eval room."""
+
+from xib.commands import command  # noqa: F401

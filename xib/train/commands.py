@@ -1,0 +1,3 @@
+"""`xib` commands of the train room."""
+
+from xib.commands import command  # noqa: F401
