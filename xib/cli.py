@@ -16,11 +16,17 @@ def main(argv: list[str] | None = None) -> int:
 
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in {"-h", "--help", "help"}:
-        print("usage: xib <command> [key=value ...]\n\ncommands:")
+        print("usage: xib [--params params.yaml] <command> [key=value ...]\n\ncommands:")
         for name, func in sorted(COMMANDS.items()):
             doc = (func.__doc__ or "").strip().splitlines()[0] if func.__doc__ else ""
             print(f"  {name:<12} {doc}")
         return 0
+    if args[0] == "--params" and len(args) > 2:
+        # Stages under `dvc repro` read the composed config DVC tracks (params.yaml).
+        import os
+
+        os.environ["XIB_PARAMS_FILE"] = args[1]
+        args = args[2:]
     name, rest = args[0], args[1:]
     if name not in COMMANDS:
         print(f"xib: unknown command {name!r}; try `xib --help`", file=sys.stderr)

@@ -6,6 +6,7 @@ Each room owns its section's dataclass (xib/<room>/config.py); this module only 
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,16 +60,25 @@ class XibConfig:
 
 
 MODALITIES = ("image", "pc", "audio", "video")
+_COMPOSE_LOCK = threading.Lock()  # Hydra's global state is not thread-safe (flows run stages in threads)
 
 
 def load_config(overrides: list[str] | None = None, config_name: str = "config") -> DictConfig:
-    """Compose conf/ with Hydra, apply overrides (`data.world.items_per_modality=200`), check types."""
-    from hydra import compose, initialize_config_dir
+    """Compose conf/ with Hydra, apply overrides (`data.world.items_per_modality=200`), check types.
 
-    conf_dir = Path(os.environ.get("XIB_CONF_DIR", CONF_DIR))
-    with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
-        composed = compose(config_name=config_name, overrides=list(overrides or []))
+    Under `dvc repro` the stages read the composed config DVC tracks instead: `XIB_PARAMS_FILE`
+    (set by `xib --params params.yaml ...`) names it, and overrides still apply on top.
+    """
     schema = OmegaConf.structured(XibConfig)
+    params_file = os.environ.get("XIB_PARAMS_FILE")
+    if params_file:
+        composed = OmegaConf.merge(OmegaConf.load(params_file), OmegaConf.from_dotlist(list(overrides or [])))
+    else:
+        from hydra import compose, initialize_config_dir
+
+        conf_dir = Path(os.environ.get("XIB_CONF_DIR", CONF_DIR))
+        with _COMPOSE_LOCK, initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
+            composed = compose(config_name=config_name, overrides=list(overrides or []))
     cfg = OmegaConf.merge(schema, composed)
     OmegaConf.set_struct(cfg, True)
     return cfg  # type: ignore[return-value]

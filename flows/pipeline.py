@@ -1,0 +1,23 @@
+"""The whole pipeline: data, alignment, evaluation, gate. `make demo` runs this on the embedded default."""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from flows.align import align_flow
+from flows.data import data_flow
+from flows.evaluate import evaluate_flow
+from flows.gate import gate_flow
+
+
+@flow(name="xib-pipeline", log_prints=True)
+def pipeline_flow(overrides: list[str] | None = None, force: bool = False) -> dict:
+    overrides = list(overrides or [])
+    data_flow(overrides, force)
+    align_flow(overrides, force)
+    evaluate_flow(overrides, force)
+    return gate_flow(overrides)
+
+
+if __name__ == "__main__":
+    pipeline_flow()

@@ -1,0 +1,93 @@
+"""The stage driver the Prefect flows use: dvc.yaml parsing, keys, and skipping unchanged stages."""
+
+from pathlib import Path
+
+import yaml
+
+from xib.commands import COMMANDS
+from xib.config import load_config
+from xib.stages import load_stages, run_stage, stage_key
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_dvc_yaml_declares_every_stage_of_the_data_path():
+    stages = load_stages()
+    for name in ("world", "validate", "instruct", "discrn", "bootstrap", "evaluate", "gate", "align-video"):
+        assert name in stages
+    for modality in ("image", "pc", "audio", "video"):
+        assert stages[f"features@{modality}"].args == (f"modality={modality}",)
+    assert stages["align@pc"].outs == ("artifacts/align/pc",)
+    assert "artifacts/align/image" in stages["align-video"].deps
+    assert "artifacts/eval/metrics.json" in stages["evaluate"].outs
+
+
+def test_every_stage_command_is_a_registered_xib_command():
+    from xib.commands import load_commands
+
+    commands = load_commands()
+    missing = {s.command for s in load_stages().values()} - set(commands)
+    assert not missing, f"dvc.yaml names commands xib does not have: {missing}"
+
+
+def _toy_pipeline(tmp_path: Path) -> Path:
+    dvc_file = tmp_path / "dvc.yaml"
+    spec = {
+        "stages": {
+            "toy": {
+                "cmd": "xib --params params.yaml toy-stage",
+                "deps": ["data/in.txt"],
+                "params": ["train.steps"],
+                "outs": ["data/out.txt"],
+            }
+        }
+    }
+    dvc_file.write_text(yaml.safe_dump(spec))
+    return dvc_file
+
+
+def test_unchanged_stage_is_skipped_and_a_changed_dep_or_param_reruns(xib_root, monkeypatch):
+    calls = []
+
+    def toy(overrides):
+        cfg = load_config(overrides)
+        calls.append(cfg.train.steps)
+        Path(cfg.paths.data, "out.txt").write_text((Path(cfg.paths.data) / "in.txt").read_text().upper())
+        return 0
+
+    monkeypatch.setitem(COMMANDS, "toy-stage", toy)
+    (xib_root / "data").mkdir()
+    (xib_root / "data/in.txt").write_text("hello")
+    stage = load_stages(_toy_pipeline(xib_root))["toy"]
+
+    assert run_stage(stage, [], xib_root) == "ran"
+    assert run_stage(stage, [], xib_root) == "skipped"
+    assert len(calls) == 1
+    (xib_root / "data/in.txt").write_text("changed")
+    assert run_stage(stage, [], xib_root) == "ran"
+    assert run_stage(stage, ["train.steps=5"], xib_root) == "ran"
+    assert calls[-1] == 5
+    (xib_root / "data/out.txt").unlink()  # a missing output reruns too
+    assert run_stage(stage, ["train.steps=5"], xib_root) == "ran"
+    assert (xib_root / "data/out.txt").read_text() == "CHANGED"
+
+
+def test_stage_key_depends_on_params_it_declares_only(xib_root):
+    stage = load_stages()["align@image"]
+    base = stage_key(stage, load_config(), xib_root)
+    assert stage_key(stage, load_config(["train.steps=1"]), xib_root) != base
+    assert stage_key(stage, load_config(["data.discrn.seed=99"]), xib_root) == base
+
+
+def test_failed_stage_is_not_marked_done(xib_root, monkeypatch):
+    import pytest
+
+    from xib.errors import XibError
+
+    monkeypatch.setitem(COMMANDS, "toy-stage", lambda overrides: 1)
+    (xib_root / "data").mkdir()
+    (xib_root / "data/in.txt").write_text("x")
+    stage = load_stages(_toy_pipeline(xib_root))["toy"]
+    with pytest.raises(XibError):
+        run_stage(stage, [], xib_root)
+    assert not (xib_root / ".cache/stages/toy.json").exists()
