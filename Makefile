@@ -26,12 +26,18 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The dashboard test renders the page in Debian's headless Chromium.
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else echo "install Debian's chromium (sudo apt-get install chromium) for the dashboard test"; exit 1; fi
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check xib flows tests benchmarks
 	$(VENV)/bin/ruff format --check xib flows tests benchmarks
 	$(VENV)/bin/mypy
 
-test: lint
+test: lint $(CHROMIUM)
 	$(VENV)/bin/python -m pytest
 
 demo: $(STAMP)

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from xib.data.config import DataConfig
 from xib.eval.config import EvalConfig
+from xib.models.bootstrap_config import BootstrapConfig
 from xib.models.config import ModelConfig
 from xib.registry.config import GateConfig
 from xib.train.config import TrainConfig
@@ -53,6 +54,7 @@ class XibConfig:
     modality: ModalityConfig = field(default_factory=ModalityConfig)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     gate: GateConfig = field(default_factory=GateConfig)

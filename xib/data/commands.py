@@ -1,3 +1,84 @@
 """`xib` commands of the data room."""
 
-from xib.commands import command  # noqa: F401
+from xib.commands import command
+from xib.config import load_config
+
+
+@command("world")
+def world(overrides: list[str]) -> int:
+    """Generate the synthetic world: entities, media shards and manifests per modality and split."""
+    from xib.data.generate import generate_world
+
+    cfg = load_config(overrides)
+    summary = generate_world(cfg)
+    items = sum(summary["items"].values())
+    print(
+        f"world: {summary['entities']} entities, {items} items, "
+        f"{summary['bytes']['total'] / 1e6:.1f} MB in {summary['seconds']['total']:.1f} s "
+        f"-> {cfg.paths.data}/world"
+    )
+    for modality in ("image", "pc", "audio", "video"):
+        count = sum(v for k, v in summary["items"].items() if k.startswith(f"{modality}/"))
+        seconds = summary["seconds"][modality]
+        print(
+            f"  {modality:<6} {count:>7} items  {count / max(seconds, 1e-9):8.1f} items/s  "
+            f"{summary['bytes'][modality] / 1e6:8.1f} MB"
+        )
+    return 0
+
+
+@command("ingest")
+def ingest_command(overrides: list[str]) -> int:
+    """Convert a real caption data set (coco|audiocaps|cap3d|msrvtt) into manifests + shards."""
+    from xib.data.ingest import ingest
+
+    summary = ingest(load_config(overrides))
+    splits = ", ".join(f"{k} {v}" for k, v in summary["splits"].items())
+    print(
+        f"ingest {summary['format']}: {summary['items']} {summary['modality']} items ({splits}), "
+        f"{summary['entities']} entities, {summary['missing_media_skipped']} rows without media skipped"
+    )
+    return 0
+
+
+@command("validate")
+def validate_command(overrides: list[str]) -> int:
+    """Check every manifest and medium under data/world (Great Expectations + media checks)."""
+    from xib.data.validate import validate
+
+    report = validate(load_config(overrides))
+    rates = ", ".join(f"{m} {v['items']} ({v['items_per_s']:.0f}/s)" for m, v in report["modalities"].items())
+    print(f"validate: {report['items']} items ok: {rates}; report {report['report']}")
+    return 0
+
+
+@command("instruct")
+def instruct_command(overrides: list[str]) -> int:
+    """Instruction data (caption, filtered QA, classification) from the manifests' captions."""
+    from xib.data.instruct import build_instruct
+
+    cfg = load_config(overrides)
+    summary = build_instruct(cfg)
+    for modality, splits in summary["modalities"].items():
+        parts = []
+        for split, stats in splits.items():
+            counts = " ".join(f"{task} {n}" for task, n in stats["records"].items())
+            kept = stats["qa_verdicts"].get("kept", 0)
+            parts.append(f"{split}: {counts} (qa kept {kept}/{stats['qa_proposed']})")
+        print(f"instruct {modality:<6} " + "; ".join(parts))
+    print(f"-> {cfg.paths.data}/instruct (generator {summary['generator']})")
+    return 0
+
+
+@command("discrn")
+def discrn_command(overrides: list[str]) -> int:
+    """DisCRn cross-modal pairs (image_pc, audio_video) with balanced first/second answers."""
+    from xib.data.discrn import build_discrn
+
+    cfg = load_config(overrides)
+    for pair, counts in build_discrn(cfg).items():
+        print(
+            f"discrn {pair}: {counts['examples']} examples, answers {counts['labels']}, "
+            f"first input {counts['first_modality']} -> {cfg.paths.data}/discrn/{pair}/{cfg.data.discrn.split}.json"
+        )
+    return 0

@@ -18,13 +18,47 @@ class WorldConfig:
     video_fps: int = 5
     shard_items: int = 1000
     workers: int = 2
+    chunk_items: int = 50  # items per task a worker renders at once
+    # per-item jitter of the renders (xib/data/render.py)
+    colour_jitter: float = 12.0  # +- per RGB channel, shape and background
+    shape_radius: float = 0.3  # image shape radius, fraction of the image side
+    video_shape_radius: float = 0.2  # video shape radius, fraction of the frame side
+    scale_jitter: float = 0.15  # +- relative
+    position_jitter: float = 0.12  # +- fraction of the image side
+    angle_jitter_deg: float = 12.0
+    image_noise_std: float = 4.0  # pixel noise, image and video
+    pc_scale_jitter: float = 0.06  # +- relative; sizes are 0.35 / 0.65 / 1.0 apart
+    pc_noise_std: float = 0.005
+    pc_shift: float = 0.05
+    pitch_jitter: float = 0.06  # +- relative
+    volume: float = 0.6
+    volume_jitter: float = 0.25  # +- relative
+    audio_noise_std: float = 0.01
 
 
 @dataclass
 class CorpusConfig:
+    """The demo LLM's pre-training text (xib/data/corpus.py); lines are sampled, then shuffled."""
+
     seed: int = 1
-    fact_lines: int = 20000
-    comparison_lines: int = 40000
+    fact_lines: int = 4000
+    caption_lines: int = 12000
+    instruction_lines: int = 12000
+    comparison_lines: int = 72000  # whole passes over every seen comparison keep answers balanced
+    modalities: list[str] = field(default_factory=lambda: ["image", "pc", "audio", "video"])
+    # Ordered modality pairs the comparisons cover (m1 first); both orders of each pair listed.
+    comparison_pairs: list[str] = field(
+        default_factory=lambda: [
+            f"{a}_{b}"
+            for a in ("image", "pc", "audio", "video")
+            for b in ("image", "pc", "audio", "video")
+            if a != b
+        ]
+    )
+    heldout_kind_pairs: int = 12  # unordered kind pairs never compared in the corpus (the ceiling's test)
+    caption_templates: list[str] = field(
+        default_factory=lambda: ["{input} is {kind}.", "{input} shows {kind}."]
+    )
 
 
 @dataclass
@@ -38,25 +72,97 @@ class ValidateConfig:
     max_frames: int = 64
     min_image_side: int = 8
     max_image_side: int = 4096
+    max_video_side: int = 4096
+    min_video_seconds: float = 0.1
+    max_video_seconds: float = 600.0
+    max_abs_coordinate: float = 1000.0  # point-cloud coordinates beyond this are a unit/format error
+    min_caption_chars: int = 1
+    max_caption_chars: int = 2000
+    splits: list[str] = field(default_factory=lambda: ["train", "val", "test"])
+    check_checksum: bool = True
+    html_report: bool = True
+
+
+@dataclass
+class IngestConfig:
+    format: str = ""  # coco | audiocaps | cap3d | msrvtt
+    path: str = ""  # the annotation file (COCO/MSR-VTT JSON, AudioCaps/Cap3D CSV)
+    media_dir: str = ""  # folder of the media files; empty: the annotation file's folder
+    split: str = (
+        "hash"  # hash (by source group, fractions below) | source (the file's own split) | train|val|test
+    )
+    splits: dict[str, float] = field(default_factory=lambda: {"train": 0.8, "val": 0.1, "test": 0.1})
+    seed: int = 0  # salts the split hash
+    on_missing: str = "skip"  # skip | error: a row whose media file is absent
+    limit: int = 0  # 0: every row
+    shard_items: int = 1000
+    sample_rate: int = 16000  # audio is resampled to this (0: keep)
+    points: int = 8192  # point clouds are resampled to this many points (0: keep)
+    video_frames: int = 0  # video is re-encoded to this many evenly spaced frames (0: keep)
+    video_size: int = 0  # and resized to this square side (0: keep, rounded down to even)
+    video_fps: int = 5  # frame rate written when re-encoding
+
+
+@dataclass
+class InstructLLMConfig:
+    """generator=llm: the paper's three prompts (flan-t5-xxl there) over a local HF model directory."""
+
+    answer_prompt: str = "Generate a potential answer word from the following text: {caption}"
+    question_prompt: str = (
+        "Generate a question for the answer using the context. Context: {caption} Answer: {answer} Question:"
+    )
+    round_trip_prompt: str = (
+        "Answer the question given the context. Context: {caption} Question: {question} Answer:"
+    )
+    batch_size: int = 16
+    max_input_tokens: int = 256
+    max_new_tokens: int = 20
+    device: str = "cpu"  # cpu | cuda | cuda:0 ...
+    dtype: str = "float32"  # float32 | bfloat16 | float16
 
 
 @dataclass
 class InstructConfig:
     seed: int = 2
-    generator: str = "templates"  # templates | llm
-    generator_model: str = ""  # local HF dir for generator=llm
-    fuzzy_threshold: float = 90.0
+    generator: str = "templates"  # templates (world ground truth) | llm (generator_model)
+    generator_model: str = ""  # local HF dir (seq2seq or causal LM + tokenizer) for generator=llm
+    fuzzy_threshold: float = 90.0  # keep a QA pair when both fuzzy scores exceed this (paper: 90)
     qa_per_item: int = 1
+    min_answer_chars: int = 2  # shorter generated answers are discarded (fuzzy scores are trivial on them)
+    modalities: list[str] = field(default_factory=lambda: ["image", "pc", "audio", "video"])
+    splits: list[str] = field(default_factory=lambda: ["train", "val", "test"])
+    tasks: list[str] = field(default_factory=lambda: ["caption", "qa", "classify"])
+    # What each modality's captions show, asked about by single-input QA (templates generator).
+    qa_attributes: dict[str, list[str]] = field(default_factory=dict)
+    # The attribute a modality is classified by (ModelNet40/ESC-50 style); candidates: every value.
+    classify_attribute: dict[str, str] = field(default_factory=dict)
+    questions: dict[str, list[str]] = field(default_factory=dict)  # attribute -> question wordings
+    # task -> modality -> instruction templates, one sampled per record; qa templates hold {question}.
+    templates: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    llm: InstructLLMConfig = field(default_factory=InstructLLMConfig)
 
 
 @dataclass
 class DiscrnConfig:
     seed: int = 3
     pairs: list[str] = field(default_factory=lambda: ["image_pc", "audio_video"])
-    examples_per_pair: int = 400
-    candidate_sample: int = 32
-    hard_top_k: int = 4
+    examples_per_pair: int = 400  # a multiple of 4: labels and modality orders exactly balanced
+    candidate_sample: int = 32  # random candidates per anchor, before picking among the most similar
+    hard_top_k: int = 4  # the partner is drawn among this many most similar applicable candidates
+    max_attempts_per_example: int = 50
     split: str = "test"
+    source: str = "world"  # world (built from manifests) | released (X-InstructBLIP DisCRn JSON files)
+    released: dict[str, str] = field(default_factory=lambda: {"image_pc": "", "audio_video": ""})
+    # Input order of the released files (LAVIS: objaverse [image, pc], audiocaps [video, audio]).
+    released_modalities: dict[str, list[str]] = field(
+        default_factory=lambda: {"image_pc": ["image", "pc"], "audio_video": ["video", "audio"]}
+    )
+    media_roots: dict[str, str] = field(
+        default_factory=lambda: {"image": "", "pc": "", "audio": "", "video": ""}
+    )
+    image_view: int = 2  # Cap3D rendered view used for objaverse images
+    pc_points: int = 8192  # objaverse point-cloud file suffix
+    require_media: bool = False  # released: drop examples whose media files are missing
 
 
 @dataclass
@@ -65,5 +171,6 @@ class DataConfig:
     world: WorldConfig = field(default_factory=WorldConfig)
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
     validate: ValidateConfig = field(default_factory=ValidateConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
     instruct: InstructConfig = field(default_factory=InstructConfig)
     discrn: DiscrnConfig = field(default_factory=DiscrnConfig)

@@ -167,3 +167,74 @@ def applicable_questions(first: Kind, second: Kind) -> list[tuple[Question, int]
         if label is not None:
             out.append((question, label))
     return out
+
+
+# ------------------------------------------------------------------------------------------ entities
+@dataclass(frozen=True)
+class Entity:
+    """One individual of the world: its kind (whose attributes it has) and the split it belongs to."""
+
+    entity_id: str
+    kind: str
+    split: str
+
+    @property
+    def spec(self) -> Kind:
+        return KINDS_BY_NAME[self.kind]
+
+    def attributes(self) -> dict[str, object]:
+        return {name: getattr(self.spec, name) for name in ATTRIBUTES}
+
+
+def split_counts(n: int, fractions: dict[str, float]) -> dict[str, int]:
+    """`n` entities split by `fractions` (largest remainder); every split gets one when n allows."""
+    names = list(fractions)
+    total = sum(fractions.values())
+    if total <= 0 or any(f < 0 for f in fractions.values()):
+        raise ValueError(f"split fractions must be >= 0 with a positive sum, got {fractions}")
+    exact = [n * fractions[s] / total for s in names]
+    counts = [int(x) for x in exact]
+    for i in sorted(range(len(names)), key=lambda i: exact[i] - counts[i], reverse=True)[: n - sum(counts)]:
+        counts[i] += 1
+    if n >= len(names):  # evaluation needs every kind in every split with a positive fraction
+        for i, name in enumerate(names):
+            if counts[i] == 0 and fractions[name] > 0:
+                counts[counts.index(max(counts))] -= 1
+                counts[i] += 1
+    return dict(zip(names, counts))
+
+
+def sample_entities(seed: int, entities_per_kind: int, splits: dict[str, float]) -> list[Entity]:
+    """`entities_per_kind` entities of every kind, each in one split: splits are disjoint by entity."""
+    import numpy as np
+
+    counts = split_counts(int(entities_per_kind), dict(splits))
+    labels = [name for name, count in counts.items() for _ in range(count)]
+    out = []
+    for k, kind in enumerate(KINDS):
+        order = np.random.default_rng([int(seed), 7, k]).permutation(len(labels))
+        for i, j in enumerate(order):
+            out.append(Entity(f"{kind.name}-{i:04d}", kind.name, labels[j]))
+    return out
+
+
+def entities_frame(entities: list[Entity]):  # -> pd.DataFrame
+    """entity_id, kind, split, then one column per attribute (`entities.parquet`)."""
+    import pandas as pd
+
+    rows = [{"entity_id": e.entity_id, "kind": e.kind, "split": e.split, **e.attributes()} for e in entities]
+    return pd.DataFrame(rows, columns=["entity_id", "kind", "split", *ATTRIBUTES])
+
+
+def load_entities(cfg):  # -> pd.DataFrame
+    """`<paths.data>/world/entities.parquet`, written by `xib world`."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from xib.errors import DataError
+
+    path = Path(cfg.paths.data) / "world" / "entities.parquet"
+    if not path.is_file():
+        raise DataError(str(path), "entities file exists (run `xib world` first)")
+    return pd.read_parquet(path)

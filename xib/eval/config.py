@@ -4,12 +4,46 @@ from dataclasses import dataclass, field
 
 
 @dataclass
+class DiscrnEvalConfig:
+    """How generated DisCRn answers are read: synonyms of "first" and "second" and modality names."""
+
+    pairs: list[str] = field(default_factory=lambda: ["image_pc", "audio_video"])
+    first_words: list[str] = field(default_factory=lambda: ["first", "1st", "left", "(a)"])
+    second_words: list[str] = field(default_factory=lambda: ["second", "2nd", "right", "(b)"])
+    modality_names: dict[str, list[str]] = field(
+        default_factory=lambda: {
+            "image": ["image", "picture", "photo"],
+            "pc": ["3d", "point cloud", "3d model"],
+            "audio": ["audio", "sound"],
+            "video": ["video"],
+        }
+    )
+    answers: list[str] = field(default_factory=lambda: ["first", "second"])  # logit scoring candidates
+
+
+@dataclass
+class AblationConfig:
+    """`xib ablate`: variants trained and evaluated side by side (each a list of overrides)."""
+
+    variants: dict[str, list[str]] = field(default_factory=dict)
+    modalities: list[str] = field(default_factory=lambda: ["image", "pc", "audio", "video"])
+    report: str = "benchmarks/ablations.md"
+    workdir: str = "${paths.artifacts}/ablations"
+
+
+@dataclass
 class EvalConfig:
     split: str = "test"
     batch_size: int = 32
-    max_items_per_task: int = 200
+    max_items_per_task: int = 200  # 0 = all
+    modalities: list[str] = field(default_factory=lambda: ["image", "pc", "audio", "video"])
+    tasks: list[str] = field(default_factory=lambda: ["caption", "qa", "classify"])
+    classify_scoring: list[str] = field(default_factory=lambda: ["loss", "generate"])
     discrn_scoring: list[str] = field(default_factory=lambda: ["generate", "logits"])
-    baselines: list[str] = field(default_factory=lambda: ["oracle_caption", "predicted_caption", "chance"])
+    baselines: list[str] = field(
+        default_factory=lambda: ["oracle_caption", "predicted_caption", "hybrid", "chance"]
+    )
+    discrn: DiscrnEvalConfig = field(default_factory=DiscrnEvalConfig)
     prompts: dict[str, str] = field(
         default_factory=lambda: {
             "caption": "A short caption:",
@@ -17,3 +51,8 @@ class EvalConfig:
             "classify": "What is this? Answer:",
         }
     )
+    output: str = "${paths.artifacts}/eval"  # metrics.json, predictions.json, plots/
+    plots: bool = True
+    mlflow_run_id: str = ""  # log metrics and plots to this MLflow run when set
+    threads: int = 2
+    ablate: AblationConfig = field(default_factory=AblationConfig)

@@ -11,11 +11,18 @@ class LLMConfig:
 
 @dataclass
 class EncoderConfig:
-    family: str = "clip_vision"  # clip_vision | ast | pointbert
-    path: str = ""  # local save_pretrained / safetensors directory; empty = build from `arch` randomly
+    family: str = "clip_vision"  # clip_vision | blip2_vision (EVA ViT-g of BLIP-2) | ast | pointbert
+    path: str = ""  # local save_pretrained / safetensors directory; empty or missing = build from `arch`
     arch: dict[str, int] = field(default_factory=dict)  # sizes for building from config
     views: int = 1  # frames (video) or segments (audio) each projected on its own
     segment_seconds: float = 1.0  # audio only
+    seed: int = 0  # random init when built from `arch` (so the fingerprint is reproducible)
+    dtype: str = "float32"  # weights dtype; features are returned as float32
+    feature_layer: int = -1  # hidden state used as features (-2: BLIP-2's penultimate EVA layer)
+    mean: list[float] = field(default_factory=lambda: [0.48145466, 0.4578275, 0.40821073])  # input norm
+    std: list[float] = field(default_factory=lambda: [0.26862954, 0.26130258, 0.27577711])
+    sample_rate: int = 16000  # audio: expected input rate
+    pc_normalize: str = "center"  # pc: none | center | unit_sphere (ULIP; loses the size a pc shows)
 
 
 @dataclass
@@ -28,7 +35,16 @@ class ProjectionConfig:
     qformer_intermediate: int = 3072
     cross_attention_frequency: int = 2
     max_instruction_tokens: int = 32
-    init_from: str = ""  # local BLIP-2/InstructBLIP Q-Former checkpoint
+    dropout: float = 0.1  # Q-Former hidden and attention dropout (BERT's default, as in the paper)
+    linear_hidden: int = 768  # `linear` kind: width d of the K x d tokens before the LLM projection
+    # Ids the instruction enters the Q-Former with: "" = the LLM tokenizer's ids taken modulo
+    # `qformer_vocab_size` (the demo), or a local tokenizer directory (bert-base-uncased for BLIP-2 weights).
+    qformer_tokenizer: str = ""
+    qformer_vocab_size: int = 0  # 0 = the size of whichever tokenizer feeds the Q-Former
+    init_from: str = ""  # local BLIP-2/InstructBLIP checkpoint dir (HF layout: qformer.*, query_tokens, ...)
+    # Modalities whose Q-Former cross-attention is not loaded from `init_from` (the paper: the encoder
+    # width differs from the image encoder's, so it trains from scratch).
+    init_skip_cross_attention: list[str] = field(default_factory=lambda: ["pc", "audio"])
 
 
 @dataclass
@@ -43,6 +59,7 @@ class PromptConfig:
     )
     discrn_qformer_text: str = "a short description"
     template: str = "{prompt}"  # chat template around the whole prompt
+    answer_eos: bool = True  # the answer ends with the tokenizer's EOS (trained, and stops generation)
 
 
 @dataclass
@@ -54,10 +71,33 @@ class GenerationConfig:
 
 
 @dataclass
+class EncoderPretrainConfig:
+    """Brief supervised pre-training of the demo encoders on the world (`xib bootstrap`), then frozen."""
+
+    modalities: list[str] = field(default_factory=lambda: ["image", "audio", "pc"])  # video reuses image
+    output_dir: str = "${paths.artifacts}/bootstrap/encoders"  # <output_dir>/<modality>/
+    target: str = "kind"  # manifest column the linear head classifies
+    steps: int = 300
+    batch_size: int = 64
+    lr: float = 0.001
+    weight_decay: float = 0.01
+    warmup_steps: int = 20
+    max_items: int = 0  # train items per modality; 0 = all
+    eval_split: str = "test"  # held out by entity
+    eval_modalities: list[str] = field(default_factory=lambda: ["image", "audio", "pc", "video"])
+    eval_max_items: int = 0  # per split when measuring; 0 = all
+    probe_steps: int = 200  # linear probe on frozen features (full batch AdamW)
+    probe_lr: float = 0.01
+    threads: int = 2
+    seed: int = 0
+
+
+@dataclass
 class ModelConfig:
     name: str = "demo"
     llm: LLMConfig = field(default_factory=LLMConfig)
     encoders: dict[str, EncoderConfig] = field(default_factory=dict)
+    encoder_pretrain: EncoderPretrainConfig = field(default_factory=EncoderPretrainConfig)
     projection: ProjectionConfig = field(default_factory=ProjectionConfig)
     prompt: PromptConfig = field(default_factory=PromptConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)

@@ -21,17 +21,24 @@ class TrainConfig:
     warmup_steps: int = 30
     weight_decay: float = 0.05
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    adam_eps: float = 1e-8
     grad_clip: float = 1.0
     zero_stage: int = 2
-    dtype: str = "fp32"  # fp32 | bf16
+    dtype: str = "fp32"  # fp32 | bf16 (bf16 only where an accelerator is present; CPU always trains fp32)
     procs: int = 2
     launcher: str = "torchrun"  # torchrun | deepspeed | none
     backend: str = "gloo"  # gloo on CPU, nccl on GPU
-    hostfile: str = ""
+    hostfile: str = ""  # deepspeed launcher: multi-node hostfile ("host slots=N" lines)
+    master_port: int = 0  # 0 = pick a free port
     checkpoint_every: int = 100
+    keep_checkpoints: int = 2  # complete checkpoints kept on disk (older ones are pruned)
     eval_every: int = 100
+    eval_batches: int = 4  # validation micro-batches per rank at each evaluation
+    eval_samples: int = 3  # generated samples shown at each evaluation
     log_every: int = 10
-    mix: str = "sqrt"  # how datasets are mixed: sqrt | proportional
+    mix: str = "sqrt"  # how task datasets are mixed: sqrt | proportional | uniform
     threads_per_proc: int = 1
-    feature_batch_size: int = 64
+    feature_batch_size: int = 64  # encoder batch when building the feature cache
+    feature_shard_items: int = 512  # items per safetensors feature shard
+    feature_dtype: str = "float32"  # float32 | float16 | bfloat16 (storage dtype of cached features)
     anchor: AnchorConfig = field(default_factory=AnchorConfig)

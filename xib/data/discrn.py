@@ -1,0 +1,377 @@
+"""DisCRn: two inputs of different modalities, a question comparing them, answer "first" or "second".
+
+Built from the test split (entities no training example shows) as the paper built it:
+- hard pairs: for an anchor item, a random sample of `candidate_sample` items of the other modality
+  (other entities) is embedded with the anchor, and the partner is drawn among the `hard_top_k`
+  most similar that have at least one applicable question. Captions are embedded as TF-IDF bags of
+  lower-cased words (smoothed idf over every caption of the pair, L2-normalised; cosine similarity);
+- the question is drawn among `world.applicable_questions` of the pair, with its ground truth;
+- balance: each pair, in its natural (m1, m2) order, has a label; swapping the inputs flips both
+  the label and the modality order. Each pair goes to whichever of its two orders has room left in
+  four equal quotas (m1 first / m2 first x first / second), so labels are exactly 50/50 and both
+  modality orders exactly 50/50.
+`source=released` instead converts the X-InstructBLIP DisCRn release (LAVIS `DisCRnDataset` files,
+objaverse.json and audiocaps.json) into the same schema. Schema and layouts: docs/DATA.md.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from xib.data.world import KINDS_BY_NAME, Kind, applicable_questions
+from xib.errors import DataError, XibError
+from xib.io import write_json
+from xib.prompts import ANSWERS
+
+PAIRS = {"image_pc": ("image", "pc"), "audio_video": ("audio", "video")}
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def discrn_path(cfg: Any, pair: str, split: str) -> Path:
+    return Path(cfg.paths.data) / "discrn" / pair / f"{split}.json"
+
+
+# --- caption embedding -------------------------------------------------------------------------
+
+
+class TfidfEmbedder:
+    """TF-IDF bag of lower-cased words: smoothed idf log((1+n)/(1+df))+1, raw term counts, L2 norm."""
+
+    def __init__(self, corpus: Sequence[str]) -> None:
+        docs = [set(_WORD.findall(text.lower())) for text in corpus]
+        df = Counter(word for doc in docs for word in doc)
+        n = len(docs)
+        self.idf = {word: math.log((1 + n) / (1 + count)) + 1.0 for word, count in df.items()}
+        self._cache: dict[str, dict[str, float]] = {}
+
+    def embed(self, text: str) -> dict[str, float]:
+        if text not in self._cache:
+            counts = Counter(_WORD.findall(text.lower()))
+            vec = {w: c * self.idf.get(w, 1.0) for w, c in counts.items()}
+            norm = math.sqrt(sum(v * v for v in vec.values())) or 1.0
+            self._cache[text] = {w: v / norm for w, v in vec.items()}
+        return self._cache[text]
+
+    def similarity(self, a: str, b: str) -> float:
+        va, vb = self.embed(a), self.embed(b)
+        if len(vb) < len(va):
+            va, vb = vb, va
+        return sum(v * vb.get(w, 0.0) for w, v in va.items())
+
+
+# --- building from the world -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PoolItem:
+    item_id: str
+    entity_id: str
+    kind: Kind
+    caption: str
+    media: str
+
+
+def media_uri(uri: str, manifest_dir: Path, data_dir: Path) -> str:
+    """A manifest uri (relative to its manifest's folder) made relative to `paths.data`."""
+    if "://" in uri:
+        return uri
+    container, sep, member = uri.partition("#")
+    path = Path(container)
+    if not path.is_absolute():
+        path = Path(os.path.relpath(manifest_dir / path, data_dir))
+    return path.as_posix() + (sep + member if sep else "")
+
+
+def load_pool(cfg: Any, modality: str, split: str) -> list[PoolItem]:
+    """Items of one modality and split whose kind is a world kind (their questions have ground truth)."""
+    from xib.data.manifest import manifest_path, read_manifest
+
+    path = manifest_path(cfg, modality, split)
+    if not path.is_file():
+        raise XibError(f"{path}: no manifest (run `xib world` first, or use data.discrn.source=released)")
+    df = read_manifest(path)
+    for column in ("id", "entity_id", "kind", "caption", "uri"):
+        if column not in df.columns:
+            raise DataError(str(path), f"manifest has a {column!r} column")
+    data_dir = Path(cfg.paths.data)
+    pool = []
+    for row in df.itertuples(index=False):
+        kind = KINDS_BY_NAME.get(str(row.kind or ""))
+        if kind is None or not isinstance(row.caption, str) or not row.caption.strip():
+            continue
+        pool.append(PoolItem(str(row.id), str(row.entity_id), kind, row.caption, media_uri(str(row.uri), path.parent, data_dir)))
+    if not pool:
+        raise DataError(str(path), "DisCRn needs items with a world kind and a caption", detail=f"{len(df)} rows")
+    return pool
+
+
+def _record(pair: str, modalities: Sequence[str], first: PoolItem, second: PoolItem, question: Any, label: int) -> dict:
+    return {
+        "pair": pair,
+        "modalities": list(modalities),
+        "sample_ids": [first.item_id, second.item_id],
+        "entity_ids": [first.entity_id, second.entity_id],
+        "captions": [first.caption, second.caption],
+        "properties": {
+            "attribute": question.attribute,
+            "values": [getattr(first.kind, question.attribute), getattr(second.kind, question.attribute)],
+        },
+        "question": question.text,
+        "label": int(label),
+        "answer": ANSWERS[label],
+        "media": [first.media, second.media],
+    }
+
+
+def build_pair_from_world(cfg: Any, pair: str, rng: random.Random) -> list[dict[str, Any]]:
+    """`examples_per_pair` balanced hard examples of one modality pair from the world's test split."""
+    from tqdm import tqdm
+
+    dcfg = cfg.data.discrn
+    m1, m2 = PAIRS[pair]
+    n = int(dcfg.examples_per_pair)
+    if n <= 0 or n % 4:
+        raise XibError(f"data.discrn.examples_per_pair={n}: must be a positive multiple of 4 (exact balance)")
+    pools = {m1: load_pool(cfg, m1, dcfg.split), m2: load_pool(cfg, m2, dcfg.split)}
+    embedder = TfidfEmbedder([p.caption for pool in pools.values() for p in pool])
+    # quota[(first modality index, label)]: each of the four cells gets n / 4.
+    quota = {(o, y): n // 4 for o in (0, 1) for y in (0, 1)}
+    chosen: list[tuple[PoolItem, PoolItem, Any, int, int]] = []  # (x of m1, z of m2, question, order, label)
+    seen: set[tuple[str, str, str]] = set()
+    attempts, max_attempts = 0, int(dcfg.max_attempts_per_example) * n
+    with tqdm(total=n, desc=f"discrn {pair}", unit="ex", leave=False) as bar:
+        while len(chosen) < n:
+            attempts += 1
+            if attempts > max_attempts:
+                raise DataError(
+                    f"{Path(cfg.paths.data) / 'world'}/{{{m1},{m2}}}/{dcfg.split}",
+                    f"enough {dcfg.split} items of distinct entities with applicable questions for "
+                    f"{n} balanced {pair} examples",
+                    detail=f"{len(chosen)} made in {max_attempts} attempts; items {m1}={len(pools[m1])} "
+                    f"{m2}={len(pools[m2])}",
+                )
+            anchor_mod, other_mod = (m1, m2) if attempts % 2 else (m2, m1)
+            anchor = rng.choice(pools[anchor_mod])
+            others = [p for p in pools[other_mod] if p.entity_id != anchor.entity_id]
+            sample = rng.sample(others, min(int(dcfg.candidate_sample), len(others)))
+            scored = [
+                (-embedder.similarity(anchor.caption, c.caption), pos, c)
+                for pos, c in enumerate(sample)
+                if applicable_questions(anchor.kind, c.kind)
+            ]
+            if not scored:
+                continue
+            scored.sort(key=lambda t: (t[0], t[1]))
+            partner = rng.choice(scored[: max(1, int(dcfg.hard_top_k))])[2]
+            x, z = (anchor, partner) if anchor_mod == m1 else (partner, anchor)
+            question, natural = rng.choice(applicable_questions(x.kind, z.kind))
+            key = (x.item_id, z.item_id, question.text)
+            if key in seen:
+                continue
+            # In (m1, m2) order the label is `natural`; swapped, the label flips.
+            options = [(o, natural if o == 0 else 1 - natural) for o in (0, 1)]
+            options = [c for c in options if quota[c] > 0]
+            if not options:
+                continue
+            rng.shuffle(options)
+            cell = max(options, key=lambda c: quota[c])
+            quota[cell] -= 1
+            seen.add(key)
+            chosen.append((x, z, question, cell[0], cell[1]))
+            bar.update(1)
+    rng.shuffle(chosen)
+    records = []
+    for x, z, question, order, label in chosen:
+        if order == 0:
+            records.append(_record(pair, (m1, m2), x, z, question, label))
+        else:
+            records.append(_record(pair, (m2, m1), z, x, question, label))
+    for i, record in enumerate(records):
+        record["id"] = f"{pair}-{dcfg.split}-{i:05d}"
+    return records
+
+
+# --- the released X-InstructBLIP files ----------------------------------------------------------
+
+# The release's questions name entities or modalities; LAVIS rewrites them at load time like this.
+_QUESTION_REWRITES = (
+    ("which entity", "which of the two options"),
+    ("which object", "which of the two options"),
+    ("which image", "which of the two options"),
+    ("which audio", "which of the two options"),
+    ("audio", "object"),
+    ("image", "object"),
+)
+_FIRST = {"0", "first", "a", "entity a", "object a", "input a", "1st"}
+_SECOND = {"1", "second", "b", "entity b", "object b", "input b", "2nd"}
+
+
+def released_question(text: str) -> str:
+    for old, new in _QUESTION_REWRITES:
+        text = text.replace(old, new)
+    return (text.strip() + "?").replace("??", "?")
+
+
+def released_media(cfg: Any, modality: str, sample_id: str, start_seconds: Any) -> str:
+    """Where LAVIS expects each released input's media (docs/DATA.md), under `media_roots`."""
+    dcfg = cfg.data.discrn
+    root = str(dcfg.media_roots.get(modality, "") or "")
+    view = int(dcfg.image_view)
+    start = int(float(start_seconds)) if start_seconds not in (None, "") else 0
+    relative = {
+        "image": f"compressed_imgs_view{view}/Cap3D_imgs_view{view}/{sample_id}_{view}.jpeg",
+        "pc": f"{sample_id}/{sample_id}_{int(dcfg.pc_points)}.npz",
+        "audio": f"{sample_id}_{start}.flac",
+        "video": f"{sample_id}_{start}.mp4",
+    }[modality]
+    return str(Path(root) / relative) if root else relative
+
+
+def _released_label(entry: dict, file: str, row: int) -> int:
+    for key in ("label", "answer"):
+        if key in entry and entry[key] is not None:
+            value = entry[key]
+            if isinstance(value, list) and value:
+                value = value[0]
+            text = str(value).strip().lower().rstrip(".")
+            if text in _FIRST:
+                return 0
+            if text in _SECOND:
+                return 1
+            raise DataError(file, f"{key!r} is 0/1 or first/second", row=row, detail=repr(entry[key]))
+    raise DataError(file, "entry has a 'label' (0|1) or an 'answer' (first|second)", row=row)
+
+
+def read_released(cfg: Any, pair: str, path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Convert one released DisCRn JSON file to xib records, balanced by swapping inputs."""
+    dcfg = cfg.data.discrn
+    file = str(path)
+    if not Path(path).is_file():
+        raise DataError(file, "released DisCRn file exists")
+    try:
+        data = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as err:
+        raise DataError(file, "released DisCRn file is JSON", detail=str(err)) from None
+    if isinstance(data, dict):
+        data = data.get("annotations", data.get("data"))
+    if not isinstance(data, list):
+        raise DataError(file, "released DisCRn file is a JSON list of examples")
+    modalities = list(dcfg.released_modalities.get(pair, PAIRS[pair]))
+    if sorted(modalities) != sorted(PAIRS[pair]):
+        raise XibError(f"data.discrn.released_modalities.{pair}={modalities}: must be an order of {PAIRS[pair]}")
+    base: list[tuple[dict[str, Any], int]] = []
+    missing_media = 0
+    for row, entry in enumerate(data):
+        if not isinstance(entry, dict):
+            raise DataError(file, "each example is a JSON object", row=row)
+        for key in ("sample_ids", "captions"):
+            value = entry.get(key)
+            if not isinstance(value, list) or len(value) != 2:
+                raise DataError(file, f"{key!r} is a list of two", row=row)
+        question = entry.get("question")
+        if not isinstance(question, str) or not question.strip():
+            raise DataError(file, "'question' is a non-empty string", row=row)
+        label = _released_label(entry, file, row)
+        starts = entry.get("start_seconds") or [None, None]
+        props = entry.get("properties")
+        media = [released_media(cfg, m, str(entry["sample_ids"][i]), starts[i]) for i, m in enumerate(modalities)]
+        if dcfg.require_media and not all(Path(p).exists() for p in media):
+            missing_media += 1
+            continue
+        sample_ids = [str(s) for s in entry["sample_ids"]]
+        record = {
+            "id": str(entry.get("id", entry.get("instance_id", f"{pair}-{row:05d}"))),
+            "pair": pair,
+            "modalities": list(modalities),
+            "sample_ids": sample_ids,
+            "entity_ids": list(sample_ids),
+            "captions": [str(c) for c in entry["captions"]],
+            "properties": {
+                "attribute": "",
+                "values": list(props) if isinstance(props, list) and len(props) == 2 else [None, None],
+            },
+            "question": released_question(question),
+            "label": label,
+            "answer": ANSWERS[label],
+            "media": media,
+        }
+        base.append((record, label))
+    if not base:
+        raise DataError(file, "released DisCRn file has usable examples", detail=f"{missing_media} lacked media")
+    # Swap half of each label group: labels and modality orders both 50/50 (within one per group).
+    records = []
+    for label in (0, 1):
+        group = [r for r, y in base if y == label]
+        for j, record in enumerate(group):
+            records.append(_swap(record) if j % 2 else record)
+    rng = random.Random(f"{dcfg.seed}|{pair}|released")
+    rng.shuffle(records)
+    return records
+
+
+def _swap(record: dict[str, Any]) -> dict[str, Any]:
+    out = dict(record)
+    for key in ("modalities", "sample_ids", "entity_ids", "captions", "media"):
+        out[key] = list(reversed(record[key]))
+    out["properties"] = {**record["properties"], "values": list(reversed(record["properties"]["values"]))}
+    out["label"] = 1 - record["label"]
+    out["answer"] = ANSWERS[out["label"]]
+    return out
+
+
+# --- entry point --------------------------------------------------------------------------------
+
+
+def build_discrn(cfg: Any) -> dict[str, Any]:
+    """Write `data/discrn/<pair>/<split>.json` for every pair of `data.discrn.pairs`; return counts."""
+    dcfg = cfg.data.discrn
+    summary: dict[str, Any] = {}
+    for pair in dcfg.pairs:
+        if pair not in PAIRS:
+            raise XibError(f"data.discrn.pairs: {pair!r} not among {sorted(PAIRS)}")
+        if dcfg.source == "world":
+            records = build_pair_from_world(cfg, pair, random.Random(f"{dcfg.seed}|{pair}|{dcfg.split}"))
+        elif dcfg.source == "released":
+            path = str(dcfg.released.get(pair, "") or "")
+            if not path:
+                raise XibError(f"data.discrn.released.{pair}: path of the released DisCRn JSON file is empty")
+            records = read_released(cfg, pair, path)
+        else:
+            raise XibError(f"data.discrn.source={dcfg.source!r}: must be world or released")
+        write_json(discrn_path(cfg, pair, dcfg.split), records)
+        summary[pair] = balance_counts(records)
+    return summary
+
+
+def balance_counts(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "examples": len(records),
+        "labels": dict(sorted(Counter(r["answer"] for r in records).items())),
+        "first_modality": dict(sorted(Counter(r["modalities"][0] for r in records).items())),
+        "attributes": dict(sorted(Counter(r["properties"]["attribute"] for r in records).items())),
+    }
+
+
+def read_discrn(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """A DisCRn file written by `build_discrn` (checked: two inputs, label 0/1 matching the answer)."""
+    file = str(path)
+    if not Path(path).is_file():
+        raise XibError(f"{file}: no DisCRn file (run `xib discrn` first)")
+    records = json.loads(Path(path).read_text())
+    if not isinstance(records, list):
+        raise DataError(file, "DisCRn file is a JSON list")
+    for row, r in enumerate(records):
+        if len(r.get("modalities", [])) != 2 or len(r.get("captions", [])) != 2:
+            raise DataError(file, "each example has two modalities and two captions", row=row)
+        if r.get("label") not in (0, 1) or r.get("answer") != ANSWERS[r["label"]]:
+            raise DataError(file, "label is 0|1 and answer is its first|second", row=row)
+    return records

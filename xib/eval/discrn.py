@@ -1,0 +1,211 @@
+"""DisCRn, the paper's discriminative cross-modal reasoning benchmark: data, answer normalisation,
+prompt variants (soft tokens, oracle captions, predicted captions, hybrids) and scoring.
+
+An answer names the first input when it says "first", "1st", "left", "(a)" or the first input's
+modality name (e.g. "the image"), and symmetrically the second; the earliest mention in the
+generated text decides, and an answer naming neither is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from xib.errors import DataError
+from xib.prompts import Segment, Slot, discrn_prompt, render_text
+
+REQUIRED = ("id", "pair", "modalities", "sample_ids", "captions", "question", "label")
+
+
+@dataclass(frozen=True)
+class DiscrnItem:
+    id: str
+    pair: str
+    modalities: tuple[str, str]
+    sample_ids: tuple[str, str]
+    captions: tuple[str, str]
+    question: str
+    label: int  # 0 = first
+    attribute: str = ""
+    media: tuple[str, ...] = ()
+
+    @property
+    def order(self) -> str:
+        """Which modality came first, e.g. `image_first`."""
+        return f"{self.modalities[0]}_first"
+
+
+def load_items(path: str | Path, limit: int = 0) -> list[DiscrnItem]:
+    """Read `data/discrn/<pair>/<split>.json`; a malformed row raises DataError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(str(path), "DisCRn file is missing (run `xib discrn`)")
+    try:
+        rows = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise DataError(str(path), "must be a JSON list", detail=str(err)) from None
+    if not isinstance(rows, list):
+        raise DataError(str(path), "must be a JSON list of DisCRn items")
+    items = []
+    for i, row in enumerate(rows):
+        missing = [k for k in REQUIRED if k not in row]
+        if missing:
+            raise DataError(str(path), f"DisCRn item lacks {missing}", row=i)
+        if row["label"] not in (0, 1):
+            raise DataError(str(path), "label must be 0 (first) or 1 (second)", row=i, detail=repr(row["label"]))
+        for key in ("modalities", "sample_ids", "captions"):
+            if not isinstance(row[key], list) or len(row[key]) != 2:
+                raise DataError(str(path), f"{key} must list exactly two entries", row=i)
+        props = row.get("properties") or {}
+        items.append(
+            DiscrnItem(
+                id=str(row["id"]),
+                pair=str(row["pair"]),
+                modalities=(str(row["modalities"][0]), str(row["modalities"][1])),
+                sample_ids=(str(row["sample_ids"][0]), str(row["sample_ids"][1])),
+                captions=(str(row["captions"][0]), str(row["captions"][1])),
+                question=str(row["question"]),
+                label=int(row["label"]),
+                attribute=str(props.get("attribute", "")),
+                media=tuple(str(m) for m in row.get("media", [])),
+            )
+        )
+        if limit and len(items) >= limit:
+            break
+    return items
+
+
+# --- answer normalisation ----------------------------------------------------------------------
+
+
+def _pattern(phrase: str) -> re.Pattern[str]:
+    phrase = phrase.lower().strip()
+    # Word boundaries only where the phrase itself starts/ends with a word character.
+    left = r"(?<!\w)" if phrase[:1].isalnum() else ""
+    right = r"(?!\w)" if phrase[-1:].isalnum() else ""
+    return re.compile(left + r"\s+".join(re.escape(w) for w in phrase.split()) + right)
+
+
+def interpret_answer(
+    text: str,
+    modalities: Sequence[str],
+    first_words: Sequence[str],
+    second_words: Sequence[str],
+    modality_names: Mapping[str, Sequence[str]],
+) -> int | None:
+    """0 when the answer names the first input, 1 the second, None when it names neither.
+
+    Synonyms: `first_words` / `second_words` (first, 1st, left, (a) ...) and the names of each
+    input's modality. The earliest mention wins; at one position the longest phrase does.
+    """
+    lowered = text.lower()
+    phrases: list[tuple[str, int]] = [(w, 0) for w in first_words] + [(w, 1) for w in second_words]
+    if modalities[0] != modalities[1]:
+        phrases += [(n, 0) for n in modality_names.get(modalities[0], [modalities[0]])]
+        phrases += [(n, 1) for n in modality_names.get(modalities[1], [modalities[1]])]
+    best: tuple[int, int, int] | None = None  # (position, -length, side)
+    for phrase, side in phrases:
+        if not phrase.strip():
+            continue
+        match = _pattern(phrase).search(lowered)
+        if match is None:
+            continue
+        key = (match.start(), -(match.end() - match.start()), side)
+        if best is None or key < best:
+            best = key
+    return None if best is None else best[2]
+
+
+def interpreter(discrn_cfg: Any) -> Any:
+    """`interpret_answer` bound to the synonyms of `cfg.eval.discrn`."""
+    first = list(discrn_cfg.first_words)
+    second = list(discrn_cfg.second_words)
+    names = {k: list(v) for k, v in discrn_cfg.modality_names.items()}
+
+    def interpret(text: str, modalities: Sequence[str]) -> int | None:
+        return interpret_answer(text, modalities, first, second, names)
+
+    return interpret
+
+
+# --- prompts -------------------------------------------------------------------------------------
+
+
+def prompt_segments(item: DiscrnItem, prefix: str) -> list[Segment]:
+    return discrn_prompt(item.modalities, item.question, prefix)
+
+
+def text_prompt(item: DiscrnItem, contents: Sequence[str], prefix: str, cues: Mapping[str, str], use_cues: bool) -> str:
+    """The DisCRn prompt with both inputs as text (oracle or predicted captions)."""
+    return render_text(prompt_segments(item, prefix), contents, cues, use_cues)
+
+
+def hybrid_segments(
+    item: DiscrnItem, text_index: int, prefix: str, cues: Mapping[str, str], use_cues: bool
+) -> list[Segment]:
+    """The DisCRn prompt with input `text_index` as its ground-truth caption, the other a slot."""
+    out: list[Segment] = []
+    for seg in prompt_segments(item, prefix):
+        if isinstance(seg, Slot) and seg.index == text_index:
+            cue = cues[seg.modality] if use_cues else " "
+            out.append(cue + item.captions[text_index])
+        else:
+            out.append(seg)
+    return out
+
+
+# --- scoring -------------------------------------------------------------------------------------
+
+
+@dataclass
+class DiscrnResult:
+    """Per-item predictions of one scoring method on one pair."""
+
+    items: list[DiscrnItem]
+    picks: list[int | None]
+    texts: list[str] = field(default_factory=list)
+
+    def correct(self) -> list[bool]:
+        return [p is not None and p == it.label for p, it in zip(self.picks, self.items)]
+
+    def accuracy(self) -> float:
+        c = self.correct()
+        return sum(c) / len(c) if c else 0.0
+
+    def by_order(self) -> dict[str, float]:
+        groups: dict[str, list[bool]] = defaultdict(list)
+        for it, ok in zip(self.items, self.correct()):
+            groups[it.order].append(ok)
+        return {order: sum(v) / len(v) for order, v in sorted(groups.items())}
+
+    def confusion(self) -> dict[str, dict[str, int]]:
+        """Counts per question attribute of (truth -> prediction): first/second/none."""
+        names = {0: "first", 1: "second", None: "none"}
+        out: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        for it, pick in zip(self.items, self.picks):
+            out[it.attribute or "?"][f"{names[it.label]}->{names[pick]}"] += 1
+        return {k: dict(v) for k, v in sorted(out.items())}
+
+    def records(self) -> list[dict[str, Any]]:
+        return [
+            {"id": it.id, "order": it.order, "attribute": it.attribute, "label": it.label, "pick": p, "text": t}
+            for it, p, t in zip(self.items, self.picks, self.texts or [""] * len(self.items))
+        ]
+
+
+def picks_from_losses(losses: Sequence[Sequence[float]]) -> list[int | None]:
+    """Logit scoring: the answer ("first" or "second") with the lower LM loss."""
+    return [0 if row[0] <= row[1] else 1 for row in losses]
+
+
+def chance_accuracy(items: Sequence[DiscrnItem]) -> float:
+    """Accuracy of always answering the majority label (0.5 on balanced data)."""
+    if not items:
+        return 0.0
+    firsts = sum(it.label == 0 for it in items)
+    return max(firsts, len(items) - firsts) / len(items)

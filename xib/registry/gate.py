@@ -1,0 +1,168 @@
+"""The promotion gate: a candidate's metrics against the policy (conf/gate) and the champion's metrics.
+
+Rules, each checked per metric and reported in words:
+- floors: a metric named in `floors` must be present and at least its floor;
+- regression: on every compared metric the champion has, the candidate may fall at most
+  `tolerance` below it (`tolerances` overrides per metric pattern);
+- no drop: metrics matching `no_drop` (DisCRn) may not fall below the champion at all;
+- a compared metric the champion has and the candidate lacks refuses the candidate.
+The candidate is promoted only when every check passes.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class Check:
+    metric: str
+    rule: str  # floor | regression | no_drop | missing
+    passed: bool
+    reason: str
+    candidate: float | None = None
+    reference: float | None = None
+
+
+@dataclass
+class Decision:
+    promote: bool
+    checks: list[Check] = field(default_factory=list)
+    champion_version: str | None = None
+    candidate_version: str | None = None
+
+    @property
+    def failures(self) -> list[Check]:
+        return [c for c in self.checks if not c.passed]
+
+    def summary(self) -> str:
+        if not self.checks:
+            return "promote: no rule applies (no floors, no champion)"
+        if self.promote:
+            return f"promote: all {len(self.checks)} checks passed"
+        return "refuse: " + "; ".join(c.reason for c in self.failures)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["summary"] = self.summary()
+        return out
+
+
+def _matches(metric: str, patterns: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatchcase(metric, p) for p in patterns)
+
+
+def _tolerance(metric: str, default: float, overrides: Mapping[str, float]) -> float:
+    for pattern, tol in overrides.items():
+        if fnmatch.fnmatchcase(metric, pattern):
+            return float(tol)
+    return float(default)
+
+
+def decide(
+    candidate: Mapping[str, float],
+    champion: Mapping[str, float] | None,
+    *,
+    floors: Mapping[str, float],
+    tolerance: float,
+    no_drop: Sequence[str],
+    compare: Sequence[str] = ("*",),
+    tolerances: Mapping[str, float] | None = None,
+    champion_version: str | None = None,
+    candidate_version: str | None = None,
+) -> Decision:
+    """Judge `candidate` against the floors and (when there is one) the champion's metrics."""
+    tolerances = dict(tolerances or {})
+    checks: list[Check] = []
+    for metric, floor in sorted(floors.items()):
+        value = candidate.get(metric)
+        if value is None or math.isnan(value):
+            checks.append(
+                Check(metric, "floor", False, f"{metric}: missing, floor is {floor:.4g}", None, floor)
+            )
+        elif value < floor:
+            checks.append(
+                Check(
+                    metric,
+                    "floor",
+                    False,
+                    f"{metric}: {value:.4g} is below the floor {floor:.4g}",
+                    value,
+                    floor,
+                )
+            )
+        else:
+            checks.append(
+                Check(
+                    metric, "floor", True, f"{metric}: {value:.4g} meets the floor {floor:.4g}", value, floor
+                )
+            )
+
+    if champion:
+        for metric in sorted(champion):
+            if not _matches(metric, compare) and not _matches(metric, no_drop):
+                continue
+            ref = float(champion[metric])
+            value = candidate.get(metric)
+            if value is None or math.isnan(value):
+                checks.append(
+                    Check(
+                        metric,
+                        "missing",
+                        False,
+                        f"{metric}: champion has {ref:.4g}, candidate lacks it",
+                        None,
+                        ref,
+                    )
+                )
+                continue
+            if _matches(metric, no_drop):
+                ok = value >= ref
+                verb = "holds" if ok else "drops"
+                reason = f"{metric}: {value:.4g} vs champion {ref:.4g}, {verb} (may not drop)"
+                checks.append(Check(metric, "no_drop", ok, reason, value, ref))
+                continue
+            tol = _tolerance(metric, tolerance, tolerances)
+            ok = value >= ref - tol
+            delta = value - ref
+            if ok:
+                reason = (
+                    f"{metric}: {value:.4g} vs champion {ref:.4g} ({delta:+.4g}, within tolerance {tol:.4g})"
+                )
+            else:
+                reason = (
+                    f"{metric}: {value:.4g} vs champion {ref:.4g} ({delta:+.4g}, regresses beyond {tol:.4g})"
+                )
+            checks.append(Check(metric, "regression", ok, reason, value, ref))
+
+    return Decision(
+        promote=all(c.passed for c in checks),
+        checks=checks,
+        champion_version=champion_version,
+        candidate_version=candidate_version,
+    )
+
+
+def decide_with_policy(
+    candidate: Mapping[str, float],
+    champion: Mapping[str, float] | None,
+    gate_cfg: Any,
+    champion_version: str | None = None,
+    candidate_version: str | None = None,
+) -> Decision:
+    """`decide` with the policy taken from the composed config's `gate` section."""
+    return decide(
+        candidate,
+        champion,
+        floors=dict(gate_cfg.floors),
+        tolerance=float(gate_cfg.tolerance),
+        no_drop=list(gate_cfg.no_drop),
+        compare=list(gate_cfg.compare),
+        tolerances=dict(gate_cfg.tolerances),
+        champion_version=champion_version,
+        candidate_version=candidate_version,
+    )

@@ -1,0 +1,196 @@
+"""The registered model as an MLflow pyfunc: a question over a list of media files, any mix of
+modalities, answered by the frozen encoders, the candidate's projections and the frozen LLM.
+
+`mlflow.pyfunc.load_model("models:/xib@champion").predict(...)` and `mlflow models serve` take
+records like `{"question": "...", "media": ["a.png", {"modality": "audio", "data_b64": "..."}]}`
+(a media entry is a path, whose extension names its modality, or a dict with `modality` and
+either `path` or `data_b64`) and return one answer string per record.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from xib.errors import XibError
+
+try:  # mlflow is heavy; the base class is only needed where a model is logged or loaded
+    from mlflow.pyfunc import PythonModel as _Base
+except ImportError:  # pragma: no cover - mlflow is a project dependency
+    _Base = object  # type: ignore[assignment,misc]
+
+SUFFIXES = {
+    ".png": "image", ".jpg": "image", ".jpeg": "image", ".wav": "audio", ".flac": "audio",
+    ".npy": "pc", ".npz": "pc", ".mp4": "video", ".avi": "video", ".mov": "video",
+}  # fmt: skip
+CONFIG_ARTIFACT = "config"
+PROVENANCE_ARTIFACT = "provenance"
+MODEL_CODE = Path(__file__).with_name("model_code.py")  # logged as "models from code", not pickled
+
+
+def pip_requirements() -> list[str]:
+    """What the served model needs: this project (xib) pins the rest."""
+    from importlib.metadata import version
+
+    return [f"mlflow=={version('mlflow')}", f"torch=={version('torch').split('+')[0]}", f"xib=={version('xib')}"]
+
+
+def modality_of(path: str) -> str:
+    modality = SUFFIXES.get(Path(path).suffix.lower())
+    if modality is None:
+        raise XibError(f"{path}: cannot tell the modality from the extension (known: {sorted(SUFFIXES)})")
+    return modality
+
+
+def candidate_artifacts(cfg: Any, staging: Path, provenance: Mapping[str, Any]) -> dict[str, str]:
+    """Files and folders that make up a registered candidate, staged under `staging`.
+
+    - `projection_<m>`: each trained projection checkpoint folder (projection.safetensors + .json);
+    - `config`: the resolved config the candidate was evaluated with;
+    - `provenance`: checkpoint hashes, encoder fingerprints, data hashes, metrics;
+    - `llm`, `encoder_<m>`: the frozen LLM and encoders, when `gate.bundle_frozen` (small models).
+    """
+    from omegaconf import OmegaConf
+
+    staging.mkdir(parents=True, exist_ok=True)
+    artifacts: dict[str, str] = {}
+    for modality in provenance.get("checkpoints", {}):
+        artifacts[f"projection_{modality}"] = str(Path(cfg.paths.artifacts) / "align" / modality)
+    config_file = staging / "config.yaml"
+    config_file.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    artifacts[CONFIG_ARTIFACT] = str(config_file)
+    prov_file = staging / "provenance.json"
+    prov_file.write_text(json.dumps(dict(provenance), indent=2, sort_keys=True, default=str))
+    artifacts[PROVENANCE_ARTIFACT] = str(prov_file)
+    if bool(cfg.gate.bundle_frozen):
+        llm = Path(str(cfg.model.llm.path))
+        if not (llm / "config.json").is_file():
+            raise XibError(f"{llm}: no LLM to bundle with the candidate (run `xib bootstrap`)")
+        artifacts["llm"] = str(llm)
+        for modality in provenance.get("checkpoints", {}):
+            enc = cfg.model.encoders.get(modality)
+            if enc is not None and enc.path and Path(str(enc.path)).is_dir():
+                artifacts[f"encoder_{modality}"] = str(enc.path)
+    return artifacts
+
+
+def projection_dirs(artifacts_dir: Path) -> dict[str, Path]:
+    """The projection checkpoint folders under a project's artifacts (`align/<m>/`)."""
+    out = {}
+    for folder in sorted((artifacts_dir / "align").glob("*")):
+        if (folder / "projection.safetensors").is_file():
+            out[folder.name] = folder
+    return out
+
+
+def _slim_projection_copy(src: Path, dst: Path) -> Path:
+    """Only the consolidated projection (not DeepSpeed shards) travels into the registry."""
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in ("projection.safetensors", "projection.json"):
+        if (src / name).is_file():
+            shutil.copy2(src / name, dst / name)
+    return dst
+
+
+def stage_projections(artifacts: dict[str, str], staging: Path) -> dict[str, str]:
+    out = dict(artifacts)
+    for key, value in artifacts.items():
+        if key.startswith("projection_"):
+            out[key] = str(_slim_projection_copy(Path(value), staging / key))
+    return out
+
+
+class XibPyfunc(_Base):  # type: ignore[misc,valid-type]
+    """mlflow.pyfunc model: `predict(records) -> list[str]`."""
+
+    def load_context(self, context: Any) -> None:
+        from omegaconf import OmegaConf
+
+        from xib.eval.tasks import load_model_from_dirs
+
+        arts = {k: Path(v) for k, v in context.artifacts.items()}
+        cfg = OmegaConf.load(arts[CONFIG_ARTIFACT])
+        OmegaConf.set_struct(cfg, False)
+        if "llm" in arts:
+            cfg.model.llm.path = str(arts["llm"])
+        for modality in list(cfg.model.encoders):
+            if f"encoder_{modality}" in arts:
+                cfg.model.encoders[modality].path = str(arts[f"encoder_{modality}"])
+        if "image" in cfg.model.encoders and "video" in cfg.model.encoders and "encoder_video" not in arts:
+            # video frames go through the image encoder, as in the paper
+            if "encoder_image" in arts:
+                cfg.model.encoders["video"].path = str(arts["encoder_image"])
+        checkpoints = {k[len("projection_") :]: v for k, v in arts.items() if k.startswith("projection_")}
+        threads = int(os.environ.get("XIB_SERVE_THREADS", "0"))
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        self.cfg = cfg
+        self.runner = load_model_from_dirs(cfg, checkpoints)
+
+    # No type hints here: MLflow would build a schema from them and then validate requests against it.
+    def predict(self, context, model_input, params=None):  # noqa: ANN001, ANN201
+        records = _records(model_input)
+        answers = []
+        for record in records:
+            question = str(record.get("question", "")).strip()
+            if not question:
+                raise XibError("each request needs a non-empty `question`")
+            media = [_media_entry(m) for m in _as_list(record.get("media"))]
+            if not media:
+                raise XibError("each request needs at least one media file in `media`")
+            answers.append(self.runner.ask(media, question))
+        return answers
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, str):
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            return [value]
+        return parsed if isinstance(parsed, list) else [parsed]
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
+def _records(model_input: Any) -> list[Mapping[str, Any]]:
+    if hasattr(model_input, "to_dict") and hasattr(model_input, "columns"):  # pandas DataFrame
+        return list(model_input.to_dict(orient="records"))
+    if isinstance(model_input, Mapping):
+        if "question" in model_input:
+            return [model_input]
+        raise XibError("a request is {'question': ..., 'media': [...]} or a list of those")
+    if isinstance(model_input, Sequence) and not isinstance(model_input, str):
+        return [dict(r) for r in model_input]
+    raise XibError(f"cannot read a request of type {type(model_input).__name__}")
+
+
+def _media_entry(entry: Any) -> tuple[str, bytes]:
+    """(modality, file bytes) of one media entry."""
+    if isinstance(entry, str):
+        path = Path(entry)
+        if not path.is_file():
+            raise XibError(f"{entry}: no such media file")
+        return modality_of(entry), path.read_bytes()
+    if isinstance(entry, Mapping):
+        if entry.get("data_b64"):
+            modality = entry.get("modality") or (modality_of(entry["path"]) if entry.get("path") else None)
+            if not modality:
+                raise XibError("a media entry with `data_b64` needs its `modality`")
+            return str(modality), base64.b64decode(entry["data_b64"])
+        if entry.get("path"):
+            path = Path(str(entry["path"]))
+            if not path.is_file():
+                raise XibError(f"{path}: no such media file")
+            return str(entry.get("modality") or modality_of(str(path))), path.read_bytes()
+    raise XibError(f"media entry {entry!r}: expected a path or {{modality, path | data_b64}}")

@@ -1,0 +1,238 @@
+"""Start alignment training as a subprocess (torchrun or the deepspeed launcher), stream its log.
+
+The parent writes the resolved config to `artifacts/align/<m>/run_config.yaml`, opens the MLflow run
+and hands its id to the workers through the environment; the workers print `@@xib {...}` progress
+lines (rank 0 only), which become a progress bar here; every other line is echoed as it comes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from xib.errors import XibError
+
+LAUNCHERS = ("torchrun", "deepspeed", "none")
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def write_run_config(cfg: Any, modality: str) -> Path:
+    from omegaconf import OmegaConf
+
+    from xib.io import atomic_path
+
+    cfg = cfg.copy()
+    OmegaConf.set_struct(cfg, False)
+    cfg.modality.name = modality
+    path = Path(cfg.paths.artifacts) / "align" / modality / "run_config.yaml"
+    with atomic_path(path) as tmp:
+        tmp.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    return path
+
+
+def worker_env(cfg: Any, run_id: str = "") -> dict[str, str]:
+    env = dict(os.environ)
+    threads = str(max(int(cfg.train.threads_per_proc), 1))
+    env.update({"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "PYTHONUNBUFFERED": "1"})
+    env.setdefault("TORCH_EXTENSIONS_DIR", str(REPO / ".cache" / "torch_extensions"))
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    if cfg.train.backend == "gloo":
+        env.setdefault("DS_ACCELERATOR", "cpu")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    if run_id:
+        from xib.train.tracking import RUN_ID_ENV
+
+        env[RUN_ID_ENV] = run_id
+    return env
+
+
+def command_line(cfg: Any, config_path: Path) -> list[str]:
+    """The launcher command. Multi-node: see docs/TRAINING.md (torchrun env / deepspeed hostfile)."""
+    tc = cfg.train
+    worker = ["-m", "xib.train.worker", "--config", str(config_path)]
+    port = str(int(tc.master_port) or free_port())
+    if tc.launcher == "torchrun":
+        nnodes = os.environ.get("XIB_NNODES", "1")
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            str(int(tc.procs)),
+            "--nnodes",
+            nnodes,
+        ]
+        if nnodes != "1":  # multi-node: a rendezvous every node joins (XIB_RDZV_ENDPOINT=host:port)
+            endpoint = os.environ.get("XIB_RDZV_ENDPOINT")
+            if not endpoint:
+                raise XibError(
+                    "XIB_NNODES > 1 needs XIB_RDZV_ENDPOINT=host:port (the rendezvous of all nodes)"
+                )
+            cmd += [
+                "--rdzv_backend",
+                "c10d",
+                "--rdzv_endpoint",
+                endpoint,
+                "--rdzv_id",
+                os.environ.get("XIB_RDZV_ID", "xib"),
+            ]
+        else:
+            cmd += ["--master_addr", "127.0.0.1", "--master_port", port]
+        return cmd + worker
+    if tc.launcher == "deepspeed":
+        runner = shutil.which("deepspeed", path=str(Path(sys.executable).parent)) or shutil.which("deepspeed")
+        if runner is None:
+            raise XibError(
+                "train.launcher=deepspeed: the `deepspeed` launcher is not installed in this environment"
+            )
+        cmd = [runner, "--master_port", port]
+        if tc.hostfile:
+            cmd += ["--hostfile", str(tc.hostfile)]
+        else:
+            cmd += ["--num_nodes", "1", "--num_accelerators", str(int(tc.procs))]
+        return cmd + ["--module", "xib.train.worker", "--config", str(config_path)]
+    raise XibError(f"train.launcher={tc.launcher!r}: expected one of {', '.join(LAUNCHERS)}")
+
+
+class ProgressView:
+    """Turns the workers' `@@xib` lines into a tqdm bar and readable messages."""
+
+    def __init__(self, modality: str, quiet: bool = False) -> None:
+        self.modality, self.quiet, self.bar = modality, quiet, None
+        self.events: list[dict[str, Any]] = []
+
+    def _write(self, text: str) -> None:
+        if self.quiet:
+            return
+        if self.bar is not None:
+            self.bar.write(text)
+        else:
+            print(text, flush=True)
+
+    def line(self, text: str) -> None:
+        from xib.train.worker import PROGRESS_PREFIX
+
+        if not text.startswith(PROGRESS_PREFIX):
+            self._write(text.rstrip("\n"))
+            return
+        try:
+            event = json.loads(text[len(PROGRESS_PREFIX) :])
+        except json.JSONDecodeError:
+            self._write(text.rstrip("\n"))
+            return
+        self.events.append(event)
+        kind = event.get("event")
+        if kind == "start" and not self.quiet:
+            from tqdm import tqdm
+
+            self.bar = tqdm(
+                total=event["steps"], initial=event["step"], desc=f"align {self.modality}", unit="step"
+            )
+            self._write(
+                f"align {self.modality}: {event['trainable']:,} trainable / {event['frozen']:,} frozen parameters, "
+                f"{event['world_size']} processes, ZeRO-{event['zero_stage']}"
+            )
+        elif kind == "step" and self.bar is not None:
+            self.bar.n = event["step"]
+            self.bar.set_postfix(loss=f"{event['loss']:.4f}", lr=f"{event['train/lr']:.2e}")
+        elif kind == "eval":
+            self._write(f"step {event['step']}: val loss {event['val_loss']:.4f}")
+            for sample in event.get("samples", [])[:3]:
+                self._write(
+                    f"  {sample.get('instruction', '')!r} -> {sample.get('generated', '')!r} "
+                    f"(ref {sample.get('answer', '')!r})"
+                )
+        elif kind in ("resumed", "skipped_checkpoint", "checkpoint", "done"):
+            self._write(f"{kind}: " + ", ".join(f"{k}={v}" for k, v in event.items() if k != "event"))
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def run_alignment(cfg: Any, modality: str, quiet: bool = False, track: bool = True) -> int:
+    """Train `modality`'s projection; returns the launcher's exit status (0 = success)."""
+    from xib.config import MODALITIES
+
+    if modality not in MODALITIES:
+        raise XibError(f"modality={modality!r}: expected one of {', '.join(MODALITIES)}")
+    if cfg.train.launcher not in LAUNCHERS:
+        raise XibError(f"train.launcher={cfg.train.launcher!r}: expected one of {', '.join(LAUNCHERS)}")
+    config_path = write_run_config(cfg, modality)
+    run_id = ""
+    if track:
+        from xib.train import tracking
+
+        encoder_fp = ""
+        index_path = Path(cfg.paths.artifacts) / "features" / modality / "train" / "index.json"
+        if index_path.is_file():
+            encoder_fp = json.loads(index_path.read_text()).get("encoder_fingerprint", "")
+        run_id = tracking.open_run(cfg, modality, tracking.provenance_tags(cfg, modality, encoder_fp))
+    status = 1
+    try:
+        if cfg.train.launcher == "none":
+            status = _run_in_process(config_path, run_id)
+        else:
+            status = _run_subprocess(cfg, modality, config_path, run_id, quiet)
+    finally:
+        if run_id:
+            from xib.train import tracking
+
+            tracking.close_run(cfg, run_id, "FINISHED" if status == 0 else "FAILED")
+    return status
+
+
+def _run_in_process(config_path: Path, run_id: str) -> int:
+    from xib.train import tracking, worker
+
+    previous = os.environ.get(tracking.RUN_ID_ENV)
+    os.environ[tracking.RUN_ID_ENV] = run_id
+    try:
+        return worker.main(["--config", str(config_path)])
+    finally:
+        if previous is None:
+            os.environ.pop(tracking.RUN_ID_ENV, None)
+        else:
+            os.environ[tracking.RUN_ID_ENV] = previous
+
+
+def _run_subprocess(cfg: Any, modality: str, config_path: Path, run_id: str, quiet: bool) -> int:
+    cmd = command_line(cfg, config_path)
+    view = ProgressView(modality, quiet)
+    proc = subprocess.Popen(
+        cmd,
+        env=worker_env(cfg, run_id),
+        cwd=str(REPO),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None
+        for text in proc.stdout:
+            view.line(text)
+        return proc.wait()
+    except KeyboardInterrupt:
+        import signal
+
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait()
+        raise
+    finally:
+        view.close()
