@@ -13,7 +13,7 @@ export TOKENIZERS_PARALLELISM := false
 export DS_ACCELERATOR := cpu
 export TORCH_EXTENSIONS_DIR := $(CURDIR)/.cache/torch_extensions
 
-.PHONY: demo test lint install clean
+.PHONY: demo test lint install clean repro dashboard
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
@@ -42,6 +42,14 @@ test: lint $(CHROMIUM)
 
 demo: $(STAMP)
 	$(VENV)/bin/xib demo
+
+# dvc runs each stage's `xib ...` through a shell with the caller's PATH; DVC's site cache stays in .cache.
+repro: $(STAMP)
+	$(VENV)/bin/dvc config --local core.site_cache_dir $(CURDIR)/.cache/dvc-site
+	export PATH=$(CURDIR)/$(VENV)/bin:$$PATH && dvc repro
+
+dashboard: $(STAMP)
+	$(VENV)/bin/xib dashboard
 
 clean:
 	rm -rf data artifacts .cache mlruns mlflow.db

@@ -46,7 +46,9 @@ def edit(root: Path, modality: str, change: Callable[[pd.DataFrame], None], spli
     write_manifest(df, path)
 
 
-def replace_member(root: Path, modality: str, row: int, data: bytes, split: str = "train", checksum: bool = True) -> None:
+def replace_member(
+    root: Path, modality: str, row: int, data: bytes, split: str = "train", checksum: bool = True
+) -> None:
     """Swap one row's medium inside its shard (and, by default, keep the manifest checksum in step)."""
     path = manifest(root, modality, split)
     df = read_manifest(path)
@@ -150,7 +152,11 @@ def missing_file(r: Path) -> None:
 
 
 def missing_shard_member(r: Path) -> None:
-    edit(r, "audio", lambda df: df.__setitem__("uri", [df["uri"][0], df["uri"][1], "shard-000000.tar#gone.wav"]))
+    edit(
+        r,
+        "audio",
+        lambda df: df.__setitem__("uri", [df["uri"][0], df["uri"][1], "shard-000000.tar#gone.wav"]),
+    )
 
 
 def missing_shard(r: Path) -> None:
@@ -187,8 +193,14 @@ def non_utf8_caption(r: Path) -> None:
 def oversized_file(r: Path) -> None:
     noise = np.random.default_rng(0).integers(0, 256, (1400, 1400, 3), dtype=np.uint8)
     replace_member(r, "image", 0, media.encode_image(noise, compress_level=0))
-    edit(r, "image", lambda df: (df.__setitem__("width", pd.array([1400, 32, 32], dtype="Int32")),
-                                 df.__setitem__("height", pd.array([1400, 32, 32], dtype="Int32"))))
+    edit(
+        r,
+        "image",
+        lambda df: (
+            df.__setitem__("width", pd.array([1400, 32, 32], dtype="Int32")),
+            df.__setitem__("height", pd.array([1400, 32, 32], dtype="Int32")),
+        ),
+    )
 
 
 def checksum_mismatch(r: Path) -> None:
@@ -295,7 +307,7 @@ CASES = {
     "split_not_folder": (split_not_folder, "image/train", 2, "split matches the manifest's folder"),
     "missing_column": (missing_column, "video/train", None, "manifest has column 'checksum'"),
     "wrong_column_type": (wrong_column_type, "image/train", None, "column 'width' has type int32"),
-    "wrong_modality": (wrong_modality, "image/train", 2, "modality is 'image'"),
+    "wrong_modality": (wrong_modality, "image/train", 2, "modality matches the manifest's folder"),
     "negative_duration": (negative_duration, "audio/train", 1, "duration_s is between 0.5 and 30.0"),
     "inf_in_audio": (inf_in_audio, "audio/train", 0, "audio samples are finite"),
     "short_audio": (short_audio, "audio/train", 2, "audio lasts 0.5..30.0 s"),

@@ -40,7 +40,7 @@ def _digests(root: Path) -> dict[str, str]:
 def world_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("world")
     cfg = load_config([*SMALL, f"paths.root={root}"])
-    summary = generate_world(cfg, progress=False)
+    summary = generate_world(cfg, progress=False, corpus=False)
     assert sum(summary["items"].values()) == 4 * 48
     return root
 
@@ -61,7 +61,11 @@ def test_layout_entities_and_disjoint_splits(world_root: Path):
             assert (df["split"] == split).all() and (df["modality"] == modality).all()
             assert all(split_of[e] == split for e in df["entity_id"])
             seen.setdefault(split, set()).update(df["entity_id"])
-    assert not (seen["train"] & seen["val"]) and not (seen["train"] & seen["test"]) and not (seen["val"] & seen["test"])
+    assert (
+        not (seen["train"] & seen["val"])
+        and not (seen["train"] & seen["test"])
+        and not (seen["val"] & seen["test"])
+    )
 
 
 def test_every_uri_resolves_and_checksums_match(world_root: Path):
@@ -105,17 +109,22 @@ def test_every_uri_resolves_and_checksums_match(world_root: Path):
 def test_same_seed_same_bytes_any_workers_other_seed_differs(world_root: Path, tmp_path: Path):
     base = _digests(world_root / "data" / "world")
     again = tmp_path / "again"
-    generate_world(load_config([*SMALL, f"paths.root={again}", "data.world.workers=2"]), progress=False)
+    generate_world(
+        load_config([*SMALL, f"paths.root={again}", "data.world.workers=2"]), progress=False, corpus=False
+    )
     assert _digests(again / "data" / "world") == base
     other = tmp_path / "other"
-    generate_world(load_config([*SMALL, f"paths.root={other}", "data.world.seed=1"]), progress=False)
+    generate_world(
+        load_config([*SMALL, f"paths.root={other}", "data.world.seed=1"]), progress=False, corpus=False
+    )
     changed = _digests(other / "data" / "world")
-    assert changed.keys() == base.keys() and changed != base
+    for name in ("entities.parquet", "image/train/manifest.parquet", "audio/test/manifest.parquet"):
+        assert changed[name] != base[name]
 
 
 def test_regeneration_replaces_the_world_atomically(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     cfg = load_config([*SMALL, f"paths.root={tmp_path}", "data.world.items_per_modality=16"])
-    generate_world(cfg, progress=False)
+    generate_world(cfg, progress=False, corpus=False)
     before = _digests(tmp_path / "data" / "world")
 
     import xib.data.generate as generate
@@ -128,7 +137,9 @@ def test_regeneration_replaces_the_world_atomically(tmp_path: Path, monkeypatch:
     original = generate.render_item
     monkeypatch.setattr(generate, "render_item", broken)
     with pytest.raises(RuntimeError, match="renderer crashed"):
-        generate_world(load_config([*SMALL, f"paths.root={tmp_path}", "data.world.seed=5"]), progress=False)
+        generate_world(
+            load_config([*SMALL, f"paths.root={tmp_path}", "data.world.seed=5"]), progress=False, corpus=False
+        )
     assert _digests(tmp_path / "data" / "world") == before  # the old world is untouched
     assert [p.name for p in (tmp_path / "data").iterdir()] == ["world"]  # no temp folder left
 
@@ -145,10 +156,15 @@ def test_items_spread_over_entities_and_split_counts():
     assert (per_kind["train"] == 3).all() and (per_kind["val"] == 1).all() and (per_kind["test"] == 1).all()
 
 
-def test_world_command(xib_root: Path, capsys: pytest.CaptureFixture[str]):
+def test_world_command_writes_the_corpus_in_the_same_world(
+    xib_root: Path, capsys: pytest.CaptureFixture[str]
+):
     from xib.cli import main
 
-    assert main(["world", *SMALL, "data.world.items_per_modality=8"]) == 0
+    few_lines = [f"data.corpus.{k}_lines=20" for k in ("fact", "caption", "instruction", "comparison")]
+    assert main(["world", *SMALL, "data.world.items_per_modality=8", *few_lines]) == 0
     out = capsys.readouterr().out
     assert "items/s" in out and "32 items" in out
-    assert (xib_root / "data" / "world" / "entities.parquet").is_file()
+    world = xib_root / "data" / "world"
+    assert (world / "entities.parquet").is_file()
+    assert len((world / "corpus.txt").read_text().splitlines()) >= 20

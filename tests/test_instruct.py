@@ -109,9 +109,7 @@ def test_records_are_single_modality_with_correct_answers(world_cfg) -> None:
     audio = summary["modalities"]["audio"]["train"]
     assert image["records"]["qa"] == 2 * image["items"]
     assert audio["records"]["qa"] == audio["items"]
-    assert image["mixture"]["qa"] == pytest.approx(
-        (2 * 16) ** 0.5 / ((2 * 16) ** 0.5 + 2 * 16**0.5)
-    )
+    assert image["mixture"]["qa"] == pytest.approx((2 * 16) ** 0.5 / ((2 * 16) ** 0.5 + 2 * 16**0.5))
 
 
 def test_same_seed_same_files_other_seed_other_instructions(world_cfg, xib_root: Path) -> None:
@@ -177,7 +175,12 @@ def test_mocked_generator_keep_path() -> None:
     generator = FixedGenerator(
         ["barking", "the moon", "park", "dog"],
         {"barking": "what is the dog doing?", "the moon": "what is up?", "park": "where?", "dog": "who?"},
-        {"what is the dog doing?": "Barking.", "what is up?": "the moon", "where?": "in a park", "who?": "a dog"},
+        {
+            "what is the dog doing?": "Barking.",
+            "what is up?": "the moon",
+            "where?": "in a park",
+            "who?": "a dog",
+        },
     )
     result = generate_qa([item], generator, icfg)
     assert result.proposed == 4
@@ -207,7 +210,9 @@ def _tiny_tokenizer(words: set[str]):
     vocab = {tok: i for i, tok in enumerate(specials + sorted(words))}
     backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
+    )
 
 
 def _save_tiny_models(root: Path, icfg) -> dict[str, Path]:
@@ -260,6 +265,8 @@ def test_llm_generator_runs_paper_prompts_on_tiny_random_models(xib_root: Path) 
             stats = summary["modalities"][modality]["test"]
             assert stats["qa_proposed"] == stats["items"] == 16, name
             assert sum(stats["qa_verdicts"].values()) == stats["qa_proposed"]
+            # a random model's pairs are mostly discarded
+            assert stats["qa_verdicts"].get("kept", 0) <= stats["qa_proposed"] // 2, stats["qa_verdicts"]
             records = read_jsonl(instruct_path(run, modality, "test"))
             assert {r["task"] for r in records} >= {"caption", "classify"}
             qa = [r for r in records if r["task"] == "qa"]
@@ -269,7 +276,9 @@ def test_llm_generator_runs_paper_prompts_on_tiny_random_models(xib_root: Path) 
                 assert judge(r["answer"], r["question"], r["answer"], r["caption"], 90.0, 2).keep
     # the model's own outputs, straight: strings for every prompt, at most the requested count
     generator = LLMGenerator(str(dirs["t5"]), cfg.data.instruct.llm, seed=0)
-    outs = generator.generate(["Generate a potential answer word from the following text: a large cube"] * 3, n=2)
+    outs = generator.generate(
+        ["Generate a potential answer word from the following text: a large cube"] * 3, n=2
+    )
     assert len(outs) == 3 and all(len(o) == 2 and all(isinstance(s, str) for s in o) for o in outs)
 
 

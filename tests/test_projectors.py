@@ -32,7 +32,9 @@ def make(kind: str, encoder_dim: int = 24, llm_hidden: int = 40, **kw):
 def test_shapes(kind, tokens, dim):
     proj = make(kind, encoder_dim=dim)
     features = torch.randn(6, tokens, dim)
-    out = proj(features, torch.ones(6, tokens, dtype=torch.bool), torch.randint(0, 50, (6, 5)), torch.ones(6, 5))
+    out = proj(
+        features, torch.ones(6, tokens, dtype=torch.bool), torch.randint(0, 50, (6, 5)), torch.ones(6, 5)
+    )
     assert out.shape == (6, 4, 40)
     assert proj.num_tokens == 4 and torch.isfinite(out).all()
 
@@ -58,11 +60,15 @@ def test_qformer_reads_the_instruction_linear_does_not():
     features = torch.randn(2, 10, 24)
     a, b = torch.randint(0, 50, (2, 5)), torch.randint(0, 50, (2, 5))
     q = make("qformer")
-    assert not torch.allclose(q(features, None, a, torch.ones_like(a)), q(features, None, b, torch.ones_like(b)))
+    assert not torch.allclose(
+        q(features, None, a, torch.ones_like(a)), q(features, None, b, torch.ones_like(b))
+    )
     # padded instruction positions are ignored
     padded = torch.cat([a, torch.randint(0, 50, (2, 3))], dim=1)
     pad_mask = torch.cat([torch.ones_like(a), torch.zeros(2, 3, dtype=torch.long)], dim=1)
-    assert torch.allclose(q(features, None, a, torch.ones_like(a)), q(features, None, padded, pad_mask), atol=1e-5)
+    assert torch.allclose(
+        q(features, None, a, torch.ones_like(a)), q(features, None, padded, pad_mask), atol=1e-5
+    )
     lin = make("linear")
     assert lin.instruction_aware is False and q.instruction_aware is True
     assert torch.equal(lin(features, None, a, None), lin(features, None, b, None))
@@ -132,7 +138,9 @@ def test_hf_checkpoint_gives_identical_outputs(tmp_path):
     ids_mask = torch.ones_like(ids)
     ids_mask[0, 4:] = 0
     with torch.no_grad():
-        expected = hf.get_image_features(pixels, qformer_input_ids=ids, qformer_attention_mask=ids_mask).pooler_output
+        expected = hf.get_image_features(
+            pixels, qformer_input_ids=ids, qformer_attention_mask=ids_mask
+        ).pooler_output
         # xib reads the encoder's tokens before the (trainable, moved into the projection) LayerNorm
         raw = hf.vision_model(pixels, output_hidden_states=True).hidden_states[-1]
         ours = proj(raw, torch.ones(raw.shape[:2], dtype=torch.bool), ids, ids_mask)

@@ -84,6 +84,8 @@ RACER = textwrap.dedent(
     from xib.registry import registry as reg
     cfg = load_config(["gate.model_name=xib-test"])
     version, expected, go = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+    reg.client(cfg)  # connect before the start signal
+    (go.parent / f"ready-{version}").touch()
     while not go.exists():
         time.sleep(0.01)
     try:
@@ -108,7 +110,9 @@ def test_racing_promotions_leave_one_consistent_champion(cfg, tmp_path: Path) ->
         )
         for v in (v2, v3)
     ]
-    time.sleep(3.0)  # both interpreters are up and waiting (imports done)
+    deadline = time.monotonic() + 120
+    while not all((tmp_path / f"ready-{v}").exists() for v in (v2, v3)) and time.monotonic() < deadline:
+        time.sleep(0.05)  # both interpreters up, imports done: then they start together
     go.touch()
     outs = [p.communicate(timeout=120)[0].strip() for p in procs]
     assert all(p.returncode == 0 for p in procs), outs

@@ -13,7 +13,7 @@ COLOURS = ["red", "blue", "green", "yellow"]
 FEATURE_SHAPE = (1, 4, 16)  # views, tokens, width
 
 
-def save_tiny_llm(path: Path, words: list[str]) -> Path:
+def save_tiny_llm(path: Path, words: list[str], hidden: int = 32, layers: int = 2) -> Path:
     """A 2-layer Llama and a WordLevel fast tokenizer, both saved with save_pretrained."""
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers
@@ -28,8 +28,16 @@ def save_tiny_llm(path: Path, words: list[str]) -> Path:
     )
     torch.manual_seed(0)
     config = LlamaConfig(
-        vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=4, max_position_embeddings=128, bos_token_id=1, eos_token_id=2, pad_token_id=3,
+        vocab_size=len(vocab),
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=128,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=3,
     )
     LlamaForCausalLM(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
@@ -56,11 +64,25 @@ def make_world(root: Path, modality: str = "image", items: int = 24) -> list[str
             feats.append((item_id, f, torch.ones(FEATURE_SHAPE[:2], dtype=torch.bool)))
             caption = f"a {colour} {kind}"
             base = {"item_id": item_id, "modality": modality, "caption": caption, "source": "world"}
-            records.append({**base, "id": f"{item_id}-c", "task": "caption", "instruction": "describe it.",
-                            "answer": caption})
+            records.append(
+                {
+                    **base,
+                    "id": f"{item_id}-c",
+                    "task": "caption",
+                    "instruction": "describe it.",
+                    "answer": caption,
+                }
+            )
             if i % 2 == 0:
-                records.append({**base, "id": f"{item_id}-q", "task": "qa", "instruction": "what colour?",
-                                "answer": colour})
+                records.append(
+                    {
+                        **base,
+                        "id": f"{item_id}-q",
+                        "task": "qa",
+                        "instruction": "what colour?",
+                        "answer": colour,
+                    }
+                )
         meta = {"key": "test", "modality": modality, "split": split, "encoder_fingerprint": "test-encoder"}
         write_features(root / "artifacts" / "features" / modality / split, feats, meta, shard_items=10)
         out = root / "data" / "instruct" / modality / f"{split}.jsonl"

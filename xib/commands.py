@@ -38,6 +38,7 @@ ROOMS = (
     "xib.eval.commands",
     "xib.registry.commands",
     "xib.pipeline",
+    "xib.ops",
 )
 
 

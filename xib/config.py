@@ -31,6 +31,18 @@ class PathsConfig:
 
 
 @dataclass
+class DashboardConfig:
+    """`xib dashboard` (xib/dashboard.py): where the page goes, how it is served, what it reads."""
+
+    output: str = "${paths.artifacts}/dashboard/index.html"
+    serve: bool = False  # serve the page after writing it (same as `xib dashboard --serve`)
+    host: str = "127.0.0.1"
+    port: int = 8050
+    flow_runs: int = 30  # most recent Prefect flow runs shown
+    api_timeout_s: float = 5.0  # Prefect API requests; past it the page says the server did not answer
+
+
+@dataclass
 class InfraConfig:
     mlflow_tracking_uri: str = "sqlite:///${paths.root}/mlflow.db"
     mlflow_artifact_root: str = "${paths.root}/mlruns"
@@ -39,6 +51,7 @@ class InfraConfig:
     dvc_remote: str = "local"
     dvc_remote_url: str = "${paths.root}/.cache/dvc-remote"
     s3_endpoint_url: str = ""  # e.g. http://127.0.0.1:5000 for moto or MinIO
+    dashboard: DashboardConfig = field(default_factory=DashboardConfig)
 
 
 @dataclass

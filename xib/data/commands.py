@@ -82,3 +82,41 @@ def discrn_command(overrides: list[str]) -> int:
             f"first input {counts['first_modality']} -> {cfg.paths.data}/discrn/{pair}/{cfg.data.discrn.split}.json"
         )
     return 0
+
+
+def _datasets(overrides: list[str]) -> tuple[list[str], list[str]]:
+    """Split `world instruct` style data set names from Hydra `key=value` overrides."""
+    names = [a for a in overrides if "=" not in a]
+    return names, [a for a in overrides if "=" in a]
+
+
+@command("data-track")
+def data_track(overrides: list[str]) -> int:
+    """Record data/world, data/instruct, data/discrn (or the ones named) in DVC; print their hashes."""
+    from xib.data.versioning import track
+
+    names, rest = _datasets(overrides)
+    for name, md5 in track(load_config(rest), names or None).items():
+        print(f"{name}: {md5}")
+    return 0
+
+
+@command("data-push")
+def data_push(overrides: list[str]) -> int:
+    """Push the DVC-tracked data sets to infra.dvc_remote_url (local folder or s3://)."""
+    from xib.data.versioning import push
+
+    names, rest = _datasets(overrides)
+    print(f"pushed {push(load_config(rest), names or None)} file(s)")
+    return 0
+
+
+@command("data-pull")
+def data_pull(overrides: list[str]) -> int:
+    """Pull the DVC-tracked data sets from infra.dvc_remote_url into the workspace."""
+    from xib.data.versioning import pull
+
+    names, rest = _datasets(overrides)
+    stats = pull(load_config(rest), names or None)
+    print(f"fetched {stats.get('fetched', 0)} file(s); workspace: {stats.get('stats', {})}")
+    return 0

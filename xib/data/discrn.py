@@ -3,8 +3,12 @@
 Built from the test split (entities no training example shows) as the paper built it:
 - hard pairs: for an anchor item, a random sample of `candidate_sample` items of the other modality
   (other entities) is embedded with the anchor, and the partner is drawn among the `hard_top_k`
-  most similar that have at least one applicable question. Captions are embedded as TF-IDF bags of
-  lower-cased words (smoothed idf over every caption of the pair, L2-normalised; cosine similarity);
+  most similar that have at least one applicable question. In the paper both inputs of a pair come
+  with one caption of the whole object or clip (Cap3D for image and 3D, AudioCaps for audio and
+  video); here each modality has its own caption, and audio and video captions share no word, so an
+  item is described by its entity's captions in *both* modalities of the pair (e.g. "the sound of
+  barking. a brown sphere running"). Descriptions are embedded as TF-IDF bags of lower-cased words
+  (smoothed idf over every description of the pair, L2-normalised; cosine similarity);
 - the question is drawn among `world.applicable_questions` of the pair, with its ground truth;
 - balance: each pair, in its natural (m1, m2) order, has a label; swapping the inputs flips both
   the label and the modality order. Each pair goes to whichever of its two orders has room left in
@@ -27,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from xib.data.world import KINDS_BY_NAME, Kind, applicable_questions
+from xib.data.world import KINDS_BY_NAME, Kind, applicable_questions, caption
 from xib.errors import DataError, XibError
 from xib.io import write_json
 from xib.prompts import ANSWERS
@@ -108,13 +112,25 @@ def load_pool(cfg: Any, modality: str, split: str) -> list[PoolItem]:
         kind = KINDS_BY_NAME.get(str(row.kind or ""))
         if kind is None or not isinstance(row.caption, str) or not row.caption.strip():
             continue
-        pool.append(PoolItem(str(row.id), str(row.entity_id), kind, row.caption, media_uri(str(row.uri), path.parent, data_dir)))
+        pool.append(
+            PoolItem(
+                str(row.id),
+                str(row.entity_id),
+                kind,
+                row.caption,
+                media_uri(str(row.uri), path.parent, data_dir),
+            )
+        )
     if not pool:
-        raise DataError(str(path), "DisCRn needs items with a world kind and a caption", detail=f"{len(df)} rows")
+        raise DataError(
+            str(path), "DisCRn needs items with a world kind and a caption", detail=f"{len(df)} rows"
+        )
     return pool
 
 
-def _record(pair: str, modalities: Sequence[str], first: PoolItem, second: PoolItem, question: Any, label: int) -> dict:
+def _record(
+    pair: str, modalities: Sequence[str], first: PoolItem, second: PoolItem, question: Any, label: int
+) -> dict:
     return {
         "pair": pair,
         "modalities": list(modalities),
@@ -142,7 +158,11 @@ def build_pair_from_world(cfg: Any, pair: str, rng: random.Random) -> list[dict[
     if n <= 0 or n % 4:
         raise XibError(f"data.discrn.examples_per_pair={n}: must be a positive multiple of 4 (exact balance)")
     pools = {m1: load_pool(cfg, m1, dcfg.split), m2: load_pool(cfg, m2, dcfg.split)}
-    embedder = TfidfEmbedder([p.caption for pool in pools.values() for p in pool])
+
+    def describe(item: PoolItem) -> str:
+        return f"{caption(item.kind, m1)}. {caption(item.kind, m2)}"
+
+    embedder = TfidfEmbedder([describe(p) for pool in pools.values() for p in pool])
     # quota[(first modality index, label)]: each of the four cells gets n / 4.
     quota = {(o, y): n // 4 for o in (0, 1) for y in (0, 1)}
     chosen: list[tuple[PoolItem, PoolItem, Any, int, int]] = []  # (x of m1, z of m2, question, order, label)
@@ -164,7 +184,7 @@ def build_pair_from_world(cfg: Any, pair: str, rng: random.Random) -> list[dict[
             others = [p for p in pools[other_mod] if p.entity_id != anchor.entity_id]
             sample = rng.sample(others, min(int(dcfg.candidate_sample), len(others)))
             scored = [
-                (-embedder.similarity(anchor.caption, c.caption), pos, c)
+                (-embedder.similarity(describe(anchor), describe(c)), pos, c)
                 for pos, c in enumerate(sample)
                 if applicable_questions(anchor.kind, c.kind)
             ]
@@ -267,7 +287,9 @@ def read_released(cfg: Any, pair: str, path: str | os.PathLike[str]) -> list[dic
         raise DataError(file, "released DisCRn file is a JSON list of examples")
     modalities = list(dcfg.released_modalities.get(pair, PAIRS[pair]))
     if sorted(modalities) != sorted(PAIRS[pair]):
-        raise XibError(f"data.discrn.released_modalities.{pair}={modalities}: must be an order of {PAIRS[pair]}")
+        raise XibError(
+            f"data.discrn.released_modalities.{pair}={modalities}: must be an order of {PAIRS[pair]}"
+        )
     base: list[tuple[dict[str, Any], int]] = []
     missing_media = 0
     for row, entry in enumerate(data):
@@ -283,7 +305,9 @@ def read_released(cfg: Any, pair: str, path: str | os.PathLike[str]) -> list[dic
         label = _released_label(entry, file, row)
         starts = entry.get("start_seconds") or [None, None]
         props = entry.get("properties")
-        media = [released_media(cfg, m, str(entry["sample_ids"][i]), starts[i]) for i, m in enumerate(modalities)]
+        media = [
+            released_media(cfg, m, str(entry["sample_ids"][i]), starts[i]) for i, m in enumerate(modalities)
+        ]
         if dcfg.require_media and not all(Path(p).exists() for p in media):
             missing_media += 1
             continue
@@ -306,7 +330,9 @@ def read_released(cfg: Any, pair: str, path: str | os.PathLike[str]) -> list[dic
         }
         base.append((record, label))
     if not base:
-        raise DataError(file, "released DisCRn file has usable examples", detail=f"{missing_media} lacked media")
+        raise DataError(
+            file, "released DisCRn file has usable examples", detail=f"{missing_media} lacked media"
+        )
     # Swap half of each label group: labels and modality orders both 50/50 (within one per group).
     records = []
     for label in (0, 1):

@@ -1,4 +1,5 @@
-"""Great Expectations suites for manifests: one suite per modality, built from ValidateConfig.
+"""Great Expectations suites for manifests, built from ValidateConfig: one `manifest_common` suite over
+every manifest row at once, then one `metadata_<modality>` suite per modality.
 
 Every expectation carries `meta.rule`, the sentence a user sees when it fails, and `meta.order`, so the
 first failing rule in suite order is the one reported. great_expectations is imported lazily (3.5 s).
@@ -10,28 +11,39 @@ from typing import Any
 
 import pandas as pd
 
-# the helper column validation adds to the manifest rows it checks (the folder the manifest lives in)
+# helper columns validation adds to the rows it checks: the folder each manifest lives in
 FOLDER_SPLIT = "_folder_split"
+FOLDER_MODALITY = "_folder_modality"
+
+Spec = tuple[str, dict[str, Any], str]  # (expectation class name, kwargs, rule)
 
 
-def _spec(vcfg: Any, modality: str) -> list[tuple[str, dict[str, Any], str]]:
-    """(expectation class name, kwargs, rule) in the order failures are reported."""
+def common_spec(vcfg: Any) -> list[Spec]:
+    """Rules for every manifest row, run once over all modalities together (ids unique across all)."""
     splits = [str(s) for s in vcfg.splits]
-    specs: list[tuple[str, dict[str, Any], str]] = []
+    specs: list[Spec] = []
     for column in ("id", "entity_id", "modality", "uri", "split", "caption", "checksum"):
         specs.append(("ExpectColumnValuesToNotBeNull", {"column": column}, f"{column} is not null"))
     for column in ("id", "entity_id", "uri"):
         specs.append(
-            ("ExpectColumnValueLengthsToBeBetween", {"column": column, "min_value": 1}, f"{column} is not empty")
+            (
+                "ExpectColumnValueLengthsToBeBetween",
+                {"column": column, "min_value": 1},
+                f"{column} is not empty",
+            )
         )
-    specs += [
+    return specs + [
         ("ExpectColumnValuesToBeUnique", {"column": "id"}, "id is unique"),
         (
-            "ExpectColumnValuesToBeInSet",
-            {"column": "modality", "value_set": [modality]},
-            f"modality is {modality!r} (the manifest's folder)",
+            "ExpectColumnPairValuesToBeEqual",
+            {"column_A": "modality", "column_B": FOLDER_MODALITY},
+            "modality matches the manifest's folder",
         ),
-        ("ExpectColumnValuesToBeInSet", {"column": "split", "value_set": splits}, f"split is one of {splits}"),
+        (
+            "ExpectColumnValuesToBeInSet",
+            {"column": "split", "value_set": splits},
+            f"split is one of {splits}",
+        ),
         (
             "ExpectColumnPairValuesToBeEqual",
             {"column_A": "split", "column_B": FOLDER_SPLIT},
@@ -39,7 +51,11 @@ def _spec(vcfg: Any, modality: str) -> list[tuple[str, dict[str, Any], str]]:
         ),
         (
             "ExpectColumnValueLengthsToBeBetween",
-            {"column": "caption", "min_value": int(vcfg.min_caption_chars), "max_value": int(vcfg.max_caption_chars)},
+            {
+                "column": "caption",
+                "min_value": int(vcfg.min_caption_chars),
+                "max_value": int(vcfg.max_caption_chars),
+            },
             f"caption has {vcfg.min_caption_chars}..{vcfg.max_caption_chars} characters",
         ),
         ("ExpectColumnValuesToMatchRegex", {"column": "caption", "regex": r"\S"}, "caption is not blank"),
@@ -49,6 +65,11 @@ def _spec(vcfg: Any, modality: str) -> list[tuple[str, dict[str, Any], str]]:
             "checksum is a sha256 hex digest",
         ),
     ]
+
+
+def metadata_spec(vcfg: Any, modality: str) -> list[Spec]:
+    """The modality's metadata columns: present and within ValidateConfig's ranges."""
+    specs: list[Spec] = []
 
     def between(column: str, low: float | None, high: float | None, what: str) -> None:
         specs.append(("ExpectColumnValuesToNotBeNull", {"column": column}, f"{column} is set for {modality}"))
@@ -85,13 +106,12 @@ def _spec(vcfg: Any, modality: str) -> list[tuple[str, dict[str, Any], str]]:
     return specs
 
 
-def build_suite(vcfg: Any, modality: str) -> Any:
+def build_suite(name: str, specs: list[Spec]) -> Any:
     import great_expectations as gx
 
-    suite = gx.ExpectationSuite(name=f"manifest_{modality}")
-    for order, (name, kwargs, rule) in enumerate(_spec(vcfg, modality)):
-        expectation = getattr(gx.expectations, name)(**kwargs, meta={"rule": rule, "order": order})
-        suite.add_expectation(expectation)
+    suite = gx.ExpectationSuite(name=name)
+    for order, (cls, kwargs, rule) in enumerate(specs):
+        suite.add_expectation(getattr(gx.expectations, cls)(**kwargs, meta={"rule": rule, "order": order}))
     return suite
 
 
@@ -105,19 +125,19 @@ def make_context() -> Any:
     return context
 
 
-def run_suite(df: pd.DataFrame, vcfg: Any, modality: str, context: Any = None) -> list[dict[str, Any]]:
-    """Validate `df` (index: 0..n-1) against the modality's suite; one dict per expectation, suite order.
+def run_suite(df: pd.DataFrame, name: str, specs: list[Spec], context: Any = None) -> list[dict[str, Any]]:
+    """Validate `df` against the suite `name` built from `specs`; one dict per expectation, in spec order.
 
     Each dict: rule, expectation, column, success, unexpected_count, unexpected_index (list of df index).
     """
     context = context or make_context()
     batch_definition = (
-        context.data_sources.add_pandas(f"manifests_{modality}")
-        .add_dataframe_asset(f"manifest_{modality}")
+        context.data_sources.add_pandas(f"source_{name}")
+        .add_dataframe_asset(name)
         .add_batch_definition_whole_dataframe("all_rows")
     )
     batch = batch_definition.get_batch(batch_parameters={"dataframe": df})
-    result = batch.validate(build_suite(vcfg, modality), result_format={"result_format": "COMPLETE"})
+    result = batch.validate(build_suite(name, specs), result_format={"result_format": "COMPLETE"})
     rows = []
     for res in result.results:
         config = res.expectation_config

@@ -12,6 +12,8 @@ place only when complete.
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import importlib.util
 import multiprocessing as mp
 import time
@@ -53,7 +55,9 @@ def plan_items(entities: list[Entity], modality: str, count: int, seed: int) -> 
         for offset, j in enumerate(order[: count - start]):
             index, entity = start + offset, entities[j]
             items.append(
-                PlannedItem(f"{modality}-{index:06d}", index, modality, entity.entity_id, entity.kind, entity.split)
+                PlannedItem(
+                    f"{modality}-{index:06d}", index, modality, entity.entity_id, entity.kind, entity.split
+                )
             )
     return items
 
@@ -89,14 +93,12 @@ def render_item(item: PlannedItem, world: Any, seed: int) -> bytes:
 
 
 def _render_chunk(task: tuple[dict[str, Any], int, list[PlannedItem]]) -> list[tuple[bytes, str]]:
-    from xib.data.manifest import sha256
-
     world_dict, seed, items = task
     world = SimpleNamespace(**world_dict)
     out = []
     for item in items:
         data = render_item(item, world, seed)
-        out.append((data, sha256(data)))
+        out.append((data, hashlib.sha256(data).hexdigest()))  # the manifest's checksum
     return out
 
 
@@ -122,8 +124,11 @@ def _write_parquet(df: Any, path: Path) -> None:
     pq.write_table(pa.Table.from_pandas(df, preserve_index=False), path, compression="zstd")
 
 
-def generate_world(cfg: Any, progress: bool = True) -> dict[str, Any]:
-    """Write the whole world under `<data>/world` (atomically) and return a summary."""
+def generate_world(cfg: Any, progress: bool = True, corpus: bool = True) -> dict[str, Any]:
+    """Write the whole world under `<data>/world` (atomically) and return a summary.
+
+    `corpus=True` also writes the world's text corpus (`xib.data.corpus`) into the same folder.
+    """
     from omegaconf import OmegaConf
     from tqdm import tqdm
 
@@ -146,7 +151,10 @@ def generate_world(cfg: Any, progress: bool = True) -> dict[str, Any]:
     target = world_dir(cfg)
     started = time.perf_counter()
     summary: dict[str, Any] = {"items": {}, "bytes": {}, "seconds": {}}
-    with atomic_path(target) as tmp, tqdm(total=total, desc="world", unit="item", disable=not progress) as bar:
+    with (
+        atomic_path(target) as tmp,
+        tqdm(total=total, desc="world", unit="item", disable=not progress) as bar,
+    ):
         tmp.mkdir(parents=True)
         _write_parquet(entities_frame(entities), tmp / "entities.parquet")
         pool = None
@@ -163,18 +171,23 @@ def generate_world(cfg: Any, progress: bool = True) -> dict[str, Any]:
                     written = _write_split(directory, plan[modality][split], results, world, bar)
                     summary["items"][f"{modality}/{split}"] = written
                 summary["seconds"][modality] = time.perf_counter() - t0
-                summary["bytes"][modality] = sum(f.stat().st_size for f in (tmp / modality).rglob("*") if f.is_file())
+                summary["bytes"][modality] = sum(
+                    f.stat().st_size for f in (tmp / modality).rglob("*") if f.is_file()
+                )
         finally:
             if pool is not None:
                 pool.terminate()
                 pool.join()
+        if corpus and importlib.util.find_spec("xib.data.corpus") is not None:
+            # the world's text corpus (data/world/corpus.txt) lands in the same atomic rename
+            from xib.data.corpus import write_corpus
+
+            staged = copy.deepcopy(cfg)
+            staged.paths.data = str(tmp.parent)
+            write_corpus(staged)
     summary["seconds"]["total"] = time.perf_counter() - started
     summary["bytes"]["total"] = sum(f.stat().st_size for f in target.rglob("*") if f.is_file())
     summary["entities"] = len(entities)
-    if importlib.util.find_spec("xib.data.corpus") is not None:
-        from xib.data.corpus import write_corpus
-
-        write_corpus(cfg)
     return summary
 
 

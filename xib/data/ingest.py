@@ -119,7 +119,9 @@ def read_audiocaps(path: Path) -> list[SourceRow]:
     header = [c.strip() for c in records[0]]
     missing = [c for c in ("youtube_id", "start_time", "caption") if c not in header]
     if missing:
-        raise DataError(str(path), "AudioCaps CSV has columns youtube_id,start_time,caption", detail=f"missing {missing}")
+        raise DataError(
+            str(path), "AudioCaps CSV has columns youtube_id,start_time,caption", detail=f"missing {missing}"
+        )
     rows = []
     for i, values in enumerate(records[1:]):
         if len(values) != len(header):
@@ -130,7 +132,9 @@ def read_audiocaps(path: Path) -> list[SourceRow]:
             raise DataError(str(path), "youtube_id is not empty", row=i)
         item = rec.get("audiocap_id", "").strip() or str(i)
         caption = _caption(rec["caption"], path, i)
-        rows.append(SourceRow(i, f"audiocaps-{item}", f"audiocaps:{ytid}", caption, _start_names(ytid, start)))
+        rows.append(
+            SourceRow(i, f"audiocaps-{item}", f"audiocaps:{ytid}", caption, _start_names(ytid, start))
+        )
     return rows
 
 
@@ -164,7 +168,9 @@ def read_msrvtt(path: Path) -> list[SourceRow]:
         caption = _caption(_field(sent, "caption", path, i), path, i)
         sen_id = str(sent.get("sen_id", i))
         rows.append(
-            SourceRow(i, f"msrvtt-{sen_id}", f"msrvtt:{video_id}", caption, (f"{video_id}.mp4",), splits[video_id])
+            SourceRow(
+                i, f"msrvtt-{sen_id}", f"msrvtt:{video_id}", caption, (f"{video_id}.mp4",), splits[video_id]
+            )
         )
     return rows
 
@@ -275,7 +281,12 @@ def _convert_video(data: bytes, cfg: Any, key: str, suffix: str) -> Converted:
         fps = float(cfg.video_fps)
         data = media.encode_video(frames, fps=int(cfg.video_fps))
     duration = len(frames) / fps if fps else 0.0
-    meta = {"width": frames.shape[2], "height": frames.shape[1], "frames": len(frames), "duration_s": duration}
+    meta = {
+        "width": frames.shape[2],
+        "height": frames.shape[1],
+        "frames": len(frames),
+        "duration_s": duration,
+    }
     return Converted(data, "mp4", meta)
 
 
@@ -313,7 +324,12 @@ def ingest(cfg: Any) -> dict[str, Any]:
     seen: dict[str, int] = {}
     for row in rows:
         if row.item_id in seen:
-            raise DataError(str(path), "annotation ids are unique", row=row.row, detail=f"{row.item_id} also at row {seen[row.item_id]}")
+            raise DataError(
+                str(path),
+                "annotation ids are unique",
+                row=row.row,
+                detail=f"{row.item_id} also at row {seen[row.item_id]}",
+            )
         seen[row.item_id] = row.row
 
     kept: list[SourceRow] = []
@@ -322,12 +338,16 @@ def ingest(cfg: Any) -> dict[str, Any]:
         row.media = next((media_dir / n for n in row.candidates if (media_dir / n).is_file()), None)
         if row.media is None:
             if icfg.on_missing == "error":
-                raise DataError(str(path), "media file exists", row=row.row, detail=f"{media_dir / row.candidates[0]}")
+                raise DataError(
+                    str(path), "media file exists", row=row.row, detail=f"{media_dir / row.candidates[0]}"
+                )
             missing += 1
             continue
         kept.append(row)
     if not kept:
-        raise DataError(str(path), "at least one row has its media file", detail=f"{missing} missing in {media_dir}")
+        raise DataError(
+            str(path), "at least one row has its media file", detail=f"{missing} missing in {media_dir}"
+        )
 
     by_split: dict[str, list[SourceRow]] = {}
     for row in kept:
@@ -348,9 +368,13 @@ def ingest(cfg: Any) -> dict[str, Any]:
                 for media_path, group in groups.items():
                     key = _member_key(fmt, media_path)
                     try:
-                        converted = convert(media_path.read_bytes(), icfg, key, media_path.suffix.lower().lstrip("."))
+                        converted = convert(
+                            media_path.read_bytes(), icfg, key, media_path.suffix.lower().lstrip(".")
+                        )
                     except (media.MediaError, ValueError) as err:
-                        raise DataError(str(media_path), f"{modality} media decodes", row=group[0].row, detail=str(err)) from None
+                        raise DataError(
+                            str(media_path), f"{modality} media decodes", row=group[0].row, detail=str(err)
+                        ) from None
                     uri = writer.write(f"{key}.{converted.ext}", converted.data)
                     checksum = sha256(converted.data)
                     for row in group:

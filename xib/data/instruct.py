@@ -30,7 +30,17 @@ from typing import Any, Protocol
 
 from xib.config import MODALITIES
 from xib.data.fuzzy import judge, normalize
-from xib.data.world import COLOURS, HABITAT_PHRASE, HABITATS, KINDS, KINDS_BY_NAME, MOTIONS, SHAPES, SIZES, Kind
+from xib.data.world import (
+    COLOURS,
+    HABITAT_PHRASE,
+    HABITATS,
+    KINDS,
+    KINDS_BY_NAME,
+    MOTIONS,
+    SHAPES,
+    SIZES,
+    Kind,
+)
 from xib.errors import XibError
 from xib.io import atomic_path, write_json
 
@@ -83,7 +93,10 @@ def mixture_weights(
     values = [sizes[k] for k in keys]  # type: ignore[index]
     if any(int(n) < 0 for n in values):
         raise ValueError(f"dataset sizes must be >= 0: {values}")
-    raw = [0.0 if n <= 0 else math.sqrt(n) if mix == "sqrt" else float(n) if mix == "proportional" else 1.0 for n in values]
+    raw = [
+        0.0 if n <= 0 else math.sqrt(n) if mix == "sqrt" else float(n) if mix == "proportional" else 1.0
+        for n in values
+    ]
     total = sum(raw)
     if total <= 0:
         raise ValueError("mixture_weights needs at least one non-empty dataset")
@@ -191,7 +204,9 @@ class LLMGenerator:
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         loader = AutoModelForSeq2SeqLM if self.seq2seq else AutoModelForCausalLM
-        self.model = loader.from_pretrained(path, dtype=getattr(torch, llm_cfg.dtype)).to(llm_cfg.device).eval()
+        self.model = (
+            loader.from_pretrained(path, dtype=getattr(torch, llm_cfg.dtype)).to(llm_cfg.device).eval()
+        )
 
     def generate(self, prompts: Sequence[str], n: int = 1, desc: str = "generate") -> list[list[str]]:
         import torch
@@ -202,7 +217,11 @@ class LLMGenerator:
         for start in tqdm(range(0, len(prompts), size), desc=desc, unit="batch", leave=False):
             batch = list(prompts[start : start + size])
             enc = self.tokenizer(
-                batch, return_tensors="pt", padding=True, truncation=True, max_length=int(self.cfg.max_input_tokens)
+                batch,
+                return_tensors="pt",
+                padding=True,
+                truncation=True,
+                max_length=int(self.cfg.max_input_tokens),
             ).to(self.cfg.device)
             with torch.no_grad():
                 ids = self.model.generate(
@@ -217,13 +236,16 @@ class LLMGenerator:
                 ids = ids[:, enc["input_ids"].shape[1] :]
             texts = self.tokenizer.batch_decode(ids, skip_special_tokens=True)
             for i in range(len(batch)):
-                lines = [t.strip().splitlines()[0].strip() if t.strip() else "" for t in texts[i * n : (i + 1) * n]]
+                lines = [
+                    t.strip().splitlines()[0].strip() if t.strip() else "" for t in texts[i * n : (i + 1) * n]
+                ]
                 out.append(lines)
         return out
 
     def propose(self, items: Sequence[Item], n: int) -> list[list[str]]:
         prompts = [self.cfg.answer_prompt.format(caption=item.caption) for item in items]
-        return [list(dict.fromkeys(a for a in answers if a)) for answers in self.generate(prompts, n, "answers")]
+        # empty generations stay: the filter counts them as discarded
+        return [list(dict.fromkeys(answers)) for answers in self.generate(prompts, n, "answers")]
 
     def ask(self, pairs: Sequence[tuple[Item, str]]) -> list[str]:
         prompts = [self.cfg.question_prompt.format(caption=i.caption, answer=a) for i, a in pairs]
@@ -255,14 +277,20 @@ class QAResult:
 def generate_qa(items: Sequence[Item], generator: QAGenerator, icfg: Any) -> QAResult:
     """Answer -> question -> round trip for every item, filtered; one list of kept pairs per item."""
     proposals = generator.propose(items, int(icfg.qa_per_item))
-    pairs = [(item, answer) for item, answers in zip(items, proposals) for answer in answers[: int(icfg.qa_per_item)]]
+    pairs = [
+        (item, answer)
+        for item, answers in zip(items, proposals)
+        for answer in answers[: int(icfg.qa_per_item)]
+    ]
     questions = generator.ask(pairs) if pairs else []
     trips = generator.answer([(item, q) for (item, _), q in zip(pairs, questions)]) if pairs else []
     verdicts: Counter = Counter()
     records: list[dict[str, Any]] = []
     per_item: Counter = Counter()
     for (item, answer), question, trip in zip(pairs, questions, trips):
-        verdict = judge(answer, question, trip, item.caption, float(icfg.fuzzy_threshold), int(icfg.min_answer_chars))
+        verdict = judge(
+            answer, question, trip, item.caption, float(icfg.fuzzy_threshold), int(icfg.min_answer_chars)
+        )
         verdicts[verdict.reason] += 1
         if not verdict.keep:
             continue
@@ -324,11 +352,23 @@ def build_records(items: Sequence[Item], icfg: Any, generator: QAGenerator | Non
             stats["skipped"]["no_caption"] += 1
             continue
         if "caption" in tasks:
-            records.append(_record(item, "caption", _template(icfg, "caption", item), item.caption, f"{item.item_id}-caption"))
+            records.append(
+                _record(
+                    item, "caption", _template(icfg, "caption", item), item.caption, f"{item.item_id}-caption"
+                )
+            )
         for qa in qa_by_item.get(item.item_id, []):
             instruction = _template(icfg, "qa", item, qa["id"]).format(question=qa["question"])
             records.append(
-                _record(item, "qa", instruction, qa["answer"], qa["id"], question=qa["question"], attribute=qa["attribute"])
+                _record(
+                    item,
+                    "qa",
+                    instruction,
+                    qa["answer"],
+                    qa["id"],
+                    question=qa["question"],
+                    attribute=qa["attribute"],
+                )
             )
         if "classify" in tasks:
             attribute = icfg.classify_attribute.get(item.modality, "")
@@ -436,4 +476,3 @@ def build_instruct(cfg: Any, generator: QAGenerator | None = None) -> dict[str, 
         )
     write_json(Path(cfg.paths.data) / "instruct" / "summary.json", summary)
     return summary
-

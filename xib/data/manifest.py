@@ -107,7 +107,11 @@ def read_manifest(path: str | os.PathLike[str], strict: bool = False) -> pd.Data
             table = table.select(list(COLUMNS)).cast(MANIFEST_SCHEMA)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as err:
             raise DataError(str(path), "manifest columns have the schema's types", detail=str(err)) from None
-    return table.to_pandas(types_mapper=_pandas_type)
+    try:
+        # the column types come from Arrow alone, not from the pandas metadata of whoever wrote the file
+        return table.to_pandas(types_mapper=_pandas_type, ignore_metadata=True)
+    except (pa.ArrowInvalid, ValueError) as err:
+        raise DataError(str(path), "manifest columns convert to pandas", detail=str(err)) from None
 
 
 def _pandas_type(arrow_type: pa.DataType) -> Any:

@@ -240,7 +240,7 @@ def render_pc(kind: Kind, rng: np.random.Generator, world: Any) -> np.ndarray:
 def _envelope(t: np.ndarray, starts: np.ndarray, length: float, attack: float = 0.005) -> np.ndarray:
     """Sum of bursts starting at `starts` (s), each `length` s with a short attack and linear release."""
     env = np.zeros_like(t)
-    for start in starts:
+    for start in np.asarray(starts).tolist():  # Python floats keep t float32 (NEP 50)
         local = t - start
         inside = (local >= 0) & (local < length)
         env[inside] = np.maximum(
@@ -255,21 +255,23 @@ def _harmonics(phase: np.ndarray, weights: tuple[float, ...]) -> np.ndarray:
 
 
 def _band_noise(rng: np.random.Generator, n: int, sr: int, low: float, high: float) -> np.ndarray:
-    spectrum = np.fft.rfft(rng.normal(size=n))
+    spectrum = np.fft.rfft(rng.standard_normal(n, dtype=np.float32))
     freqs = np.fft.rfftfreq(n, 1.0 / sr)
     spectrum[(freqs < low) | (freqs > high)] = 0
-    out = np.fft.irfft(spectrum, n)
+    out = np.fft.irfft(spectrum, n).astype(np.float32)
     return out / (np.abs(out).max() + 1e-9)
 
 
 def _phase(freq: np.ndarray | float, n: int, sr: int) -> np.ndarray:
-    """Instantaneous phase of a (possibly time-varying) frequency."""
-    return 2 * np.pi * np.cumsum(np.broadcast_to(freq, (n,))) / sr
+    """Instantaneous phase of a (possibly time-varying) frequency, wrapped to [0, 2 pi) in float32."""
+    cycles = np.cumsum(np.broadcast_to(freq, (n,)), dtype=np.float64) / sr
+    return (2 * np.pi * (cycles - np.floor(cycles))).astype(np.float32)
 
 
 def _synth(kind: Kind, f0: float, t: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
-    n, dur = t.size, t[-1] + 1.0 / sr
-    offset = rng.uniform(0.0, 0.1)
+    """The kind's sound at base pitch `f0`; `t` is float32 seconds (float32 keeps numpy's SIMD paths)."""
+    n, dur = t.size, t.size / sr
+    offset = float(rng.uniform(0.0, 0.1))
     sound = kind.sound
     if sound == "barking":  # short harmonic bursts with a falling pitch
         starts = offset + np.arange(0, dur, 0.38 + rng.uniform(-0.04, 0.04))
@@ -285,7 +287,7 @@ def _synth(kind: Kind, f0: float, t: np.ndarray, sr: int, rng: np.random.Generat
         freq = f0 * (1.0 + 0.3 * np.sin(2 * np.pi * 0.6 * t + offset * 10) + 0.02 * np.sin(2 * np.pi * 5 * t))
         return (0.6 + 0.4 * np.sin(2 * np.pi * 0.5 * t)) * _harmonics(_phase(freq, n, sr), (1, 0.3))
     if sound == "chirping":  # many short upward sweeps
-        period = 0.11 + rng.uniform(-0.01, 0.01)
+        period = 0.11 + float(rng.uniform(-0.01, 0.01))
         starts = offset + np.arange(0, dur, period)
         local = np.mod(t - offset, period)
         freq = f0 * (1.0 + 0.5 * np.clip(local / 0.04, 0, 1))
@@ -296,7 +298,7 @@ def _synth(kind: Kind, f0: float, t: np.ndarray, sr: int, rng: np.random.Generat
     if sound == "bubbling":  # random short blips rising in pitch
         starts = np.sort(rng.uniform(0, dur - 0.03, 24))
         local = np.zeros_like(t)
-        for start in starts:
+        for start in starts.tolist():
             inside = (t >= start) & (t < start + 0.03)
             local[inside] = t[inside] - start
         freq = f0 * (1.0 + 20 * local)
@@ -315,7 +317,7 @@ def _synth(kind: Kind, f0: float, t: np.ndarray, sr: int, rng: np.random.Generat
         env = _envelope(t, np.array([offset]), dur - offset, attack=0.1)
         return env * np.sign(np.sin(phase)) * 0.6 + env * 0.4 * np.sin(phase)
     if sound == "engine":  # low harmonic drone pulsing at the engine's firing rate
-        rpm = rng.uniform(25, 35)
+        rpm = float(rng.uniform(25, 35))
         drone = _harmonics(_phase(f0, n, sr), (1, 0.8, 0.6, 0.5, 0.4, 0.3))
         return (0.6 + 0.4 * np.sin(2 * np.pi * rpm * t)) * drone / 2
     if sound == "honking":  # two-tone square blasts
@@ -325,14 +327,14 @@ def _synth(kind: Kind, f0: float, t: np.ndarray, sr: int, rng: np.random.Generat
         return _envelope(t, starts, 0.4, attack=0.01) * chord * 0.5
     if sound == "ringing":  # bell: inharmonic partials decaying
         out = np.zeros_like(t)
-        for start in offset + np.array([0.0, 0.9]):
+        for start in (offset, offset + 0.9):
             local = np.clip(t - start, 0, None)
             ring = sum(w * np.sin(2 * np.pi * f0 * r * local) for w, r in ((1, 1.0), (0.5, 2.76), (0.3, 5.4)))
             out += (t >= start) * np.exp(-local * 4.0) * ring
         return out
     if sound == "ticking":  # sharp clicks, tick and tock
         out = np.zeros_like(t)
-        for i, start in enumerate(offset + np.arange(0, dur, 0.5)):
+        for i, start in enumerate((offset + np.arange(0, dur, 0.5)).tolist()):
             local = np.clip(t - start, 0, None)
             pitch = f0 if i % 2 == 0 else f0 * 0.8
             out += (t >= start) * np.exp(-local * 300.0) * np.sin(2 * np.pi * pitch * local)
@@ -340,9 +342,11 @@ def _synth(kind: Kind, f0: float, t: np.ndarray, sr: int, rng: np.random.Generat
     if sound == "drumming":  # low thumps with a pitch drop and a noise hit
         out = np.zeros_like(t)
         hit = _band_noise(rng, n, sr, 100, 2000)
-        for start in offset + np.arange(0, dur, 0.25):
+        for start in (offset + np.arange(0, dur, 0.25)).tolist():
             local = np.clip(t - start, 0, None)
-            freq_phase = 2 * np.pi * f0 * (local + 1.5 * (1 - np.exp(-local * 30)) / 30)  # f0 * (1 + 1.5e^-30t)
+            freq_phase = (
+                2 * np.pi * f0 * (local + 1.5 * (1 - np.exp(-local * 30)) / 30)
+            )  # f0 * (1 + 1.5e^-30t)
             out += (t >= start) * (np.exp(-local * 12) * np.sin(freq_phase) + 0.3 * np.exp(-local * 60) * hit)
         return out
     if sound == "buzzing":  # sawtooth with a slow wobble
@@ -357,10 +361,10 @@ def _synth(kind: Kind, f0: float, t: np.ndarray, sr: int, rng: np.random.Generat
 def render_audio(kind: Kind, rng: np.random.Generator, world: Any) -> np.ndarray:
     sr = int(world.sample_rate)
     n = int(round(sr * float(world.audio_seconds)))
-    t = np.arange(n) / sr
-    f0 = kind.pitch_hz * (1.0 + rng.uniform(-world.pitch_jitter, world.pitch_jitter))
+    t = (np.arange(n) / sr).astype(np.float32)
+    f0 = kind.pitch_hz * (1.0 + float(rng.uniform(-world.pitch_jitter, world.pitch_jitter)))
     wave = _synth(kind, f0, t, sr, rng)
     wave = wave / (np.abs(wave).max() + 1e-9)
-    volume = world.volume * (1.0 + rng.uniform(-world.volume_jitter, world.volume_jitter))
-    wave = volume * wave + rng.normal(0.0, world.audio_noise_std, size=n)
+    volume = world.volume * (1.0 + float(rng.uniform(-world.volume_jitter, world.volume_jitter)))
+    wave = volume * wave + world.audio_noise_std * rng.standard_normal(n, dtype=np.float32)
     return np.clip(wave, -1.0, 1.0).astype(np.float32)

@@ -68,7 +68,9 @@ def write_sample_corpus(
                     "caption": CAPTIONS[modality],
                     "split": split,
                     "source": "sample",
-                    "_data": media.encode(modality, array, sample_rate=meta.get("sample_rate"), fps=world.video_fps),
+                    "_data": media.encode(
+                        modality, array, sample_rate=meta.get("sample_rate"), fps=world.video_fps
+                    ),
                     **meta,
                 }
             )

@@ -24,7 +24,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from xib.data import media
-from xib.data.expectations import FOLDER_SPLIT, make_context, run_suite
+from xib.data.expectations import (
+    FOLDER_MODALITY,
+    FOLDER_SPLIT,
+    common_spec,
+    make_context,
+    metadata_spec,
+    run_suite,
+)
 from xib.data.manifest import COLUMNS, MANIFEST_SCHEMA, find_manifests, read_manifest, sha256
 from xib.data.shards import iter_items
 from xib.errors import DataError
@@ -49,7 +56,9 @@ def _compatible(expected: pa.DataType, actual: pa.DataType, column: str) -> bool
     if pa.types.is_string(expected):
         text = pa.types.is_string(actual) or pa.types.is_large_string(actual)
         # binary captions are let through so the row check can name the row that is not UTF-8
-        return text or (column == "caption" and (pa.types.is_binary(actual) or pa.types.is_large_binary(actual)))
+        return text or (
+            column == "caption" and (pa.types.is_binary(actual) or pa.types.is_large_binary(actual))
+        )
     if pa.types.is_integer(expected):
         return pa.types.is_integer(actual)
     if pa.types.is_floating(expected):
@@ -68,7 +77,9 @@ def load_checked(path: Path) -> pd.DataFrame:
             raise DataError(str(path), f"manifest has column {field.name!r}")
         actual = schema.field(field.name).type
         if not _compatible(field.type, actual, field.name):
-            raise DataError(str(path), f"column {field.name!r} has type {field.type}", detail=f"found {actual}")
+            raise DataError(
+                str(path), f"column {field.name!r} has type {field.type}", detail=f"found {actual}"
+            )
     df = read_manifest(path)[list(COLUMNS)].reset_index(drop=True)
     captions = []
     for row, caption in enumerate(df["caption"]):
@@ -86,36 +97,47 @@ def load_checked(path: Path) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------------------------- table
-def _check_table(
-    modality: str, frames: list[tuple[Path, pd.DataFrame]], vcfg: Any, context: Any
-) -> list[dict[str, Any]]:
+def _table(by_modality: dict[str, list[tuple[Path, pd.DataFrame]]]) -> pd.DataFrame:
+    """All manifest rows in one frame, with the folder they came from (`_file`, `_row`, folder columns)."""
     parts = []
-    for path, df in frames:
-        part = df.copy()
-        part[FOLDER_SPLIT] = path.parent.name
-        part["_file"], part["_row"] = str(path), np.arange(len(df))
-        parts.append(part)
-    table = pd.concat(parts, ignore_index=True)
-    results = run_suite(table.drop(columns=["_file", "_row"]), vcfg, modality, context)
+    for modality, frames in by_modality.items():
+        for path, df in frames:
+            part = df.copy()
+            part[FOLDER_SPLIT], part[FOLDER_MODALITY] = path.parent.name, modality
+            part["_file"], part["_row"] = str(path), np.arange(len(df))
+            parts.append(part)
+    return pd.concat(parts, ignore_index=True)
+
+
+def _run_checked(table: pd.DataFrame, name: str, specs: list[Any], context: Any) -> list[dict[str, Any]]:
+    """Run one GX suite over `table`; the first failing rule (in spec order) becomes a DataError."""
+    results = run_suite(table.drop(columns=["_file", "_row"]), name, specs, context)
     for res in results:
         if res["success"]:
             continue
         if res["error"]:
-            raise DataError(str(frames[0][0]), res["rule"], detail=f"could not evaluate: {res['error']}")
+            raise DataError(
+                str(table["_file"].iloc[0]), res["rule"], detail=f"could not evaluate: {res['error']}"
+            )
         bad = res["unexpected_index"]
         if not bad:
-            raise DataError(str(frames[0][0]), res["rule"], detail=f"{res['unexpected_count']} rows")
-        index = bad[1] if res["expectation"] == "expect_column_values_to_be_unique" and len(bad) > 1 else bad[0]
-        hit = table.loc[index]
+            raise DataError(
+                str(table["_file"].iloc[0]), res["rule"], detail=f"{res['unexpected_count']} rows"
+            )
+        unique = res["expectation"] == "expect_column_values_to_be_unique"
+        hit = table.loc[bad[1] if unique and len(bad) > 1 else bad[0]]
         detail = f"id={hit['id']!r}"
         column = res["column"]
         if column and column in table.columns and column != "id":
             detail += f", {column}={hit[column]!r}"
-        if res["expectation"] == "expect_column_values_to_be_unique":
+        if unique:
             first = table.loc[bad[0]]
             detail += f", also at {first['_file']} row {first['_row']}"
         raise DataError(hit["_file"], res["rule"], row=int(hit["_row"]), detail=detail)
-    return results
+    return [
+        {"suite": name, **{k: r[k] for k in ("rule", "expectation", "column", "success", "unexpected_count")}}
+        for r in results
+    ]
 
 
 def _check_entities(frames: Iterable[tuple[Path, pd.DataFrame]]) -> None:
@@ -142,7 +164,9 @@ def _agrees(column: str, manifest_value: Any, actual: float, tolerance: float = 
     if manifest_value is None or pd.isna(manifest_value):
         return
     if abs(float(manifest_value) - actual) > tolerance:
-        raise RowError(f"manifest {column} matches the medium", f"manifest says {manifest_value}, medium has {actual:g}")
+        raise RowError(
+            f"manifest {column} matches the medium", f"manifest says {manifest_value}, medium has {actual:g}"
+        )
 
 
 def check_medium(modality: str, row: pd.Series, data: bytes, vcfg: Any) -> None:
@@ -152,7 +176,9 @@ def check_medium(modality: str, row: pd.Series, data: bytes, vcfg: Any) -> None:
     if len(data) == 0:
         raise RowError("media file is not empty")
     if bool(vcfg.check_checksum) and sha256(data) != str(row["checksum"]):
-        raise RowError("checksum matches the media bytes (sha256)", f"manifest {str(row['checksum'])[:12]}...")
+        raise RowError(
+            "checksum matches the media bytes (sha256)", f"manifest {str(row['checksum'])[:12]}..."
+        )
     try:
         if modality == "image":
             _check_image(row, data, vcfg)
@@ -205,7 +231,9 @@ def _check_pc(row: pd.Series, data: bytes, vcfg: Any) -> None:
         raise RowError("point coordinates are finite", f"{int(np.sum(~np.isfinite(points)))} NaN/inf values")
     limit = float(vcfg.max_abs_coordinate)
     if points.size and float(np.abs(points).max()) > limit:
-        raise RowError(f"point coordinates lie within +-{limit:g}", f"max |x| {float(np.abs(points).max()):.3g}")
+        raise RowError(
+            f"point coordinates lie within +-{limit:g}", f"max |x| {float(np.abs(points).max()):.3g}"
+        )
     want = int(vcfg.points)
     if (want and len(points) != want) or len(points) == 0:
         raise RowError(f"point cloud has {want or 'at least 1'} points", f"{len(points)} points")
@@ -247,7 +275,9 @@ def _check_media(path: Path, df: pd.DataFrame, modality: str, cfg: Any, progress
     except DataError as err:
         if err.file == str(path):
             raise
-        raise DataError(str(path), err.rule, row=err.row, detail=f"{err.file}" + (f": {err.detail}" if err.detail else "")) from None
+        raise DataError(
+            str(path), err.rule, row=err.row, detail=f"{err.file}" + (f": {err.detail}" if err.detail else "")
+        ) from None
     return checked
 
 
@@ -294,7 +324,9 @@ def validate(cfg: Any) -> dict[str, Any]:
     try:
         paths = find_manifests(data_dir)
         if not paths:
-            raise DataError(str(data_dir / "world"), "at least one manifest exists (run `xib world` or `xib ingest`)")
+            raise DataError(
+                str(data_dir / "world"), "at least one manifest exists (run `xib world` or `xib ingest`)"
+            )
         by_modality: dict[str, list[tuple[Path, pd.DataFrame]]] = {}
         for path in paths:
             modality = path.parent.parent.name
@@ -302,21 +334,23 @@ def validate(cfg: Any) -> dict[str, Any]:
                 raise DataError(str(path), f"manifest folder is one of {media.MODALITIES}", detail=modality)
             df = load_checked(path)
             by_modality.setdefault(modality, []).append((path, df))
-            report["manifests"].append({"file": str(path), "modality": modality, "split": path.parent.name, "rows": len(df)})
+            report["manifests"].append(
+                {"file": str(path), "modality": modality, "split": path.parent.name, "rows": len(df)}
+            )
         t0 = time.perf_counter()
         context = make_context()  # imports great_expectations (seconds): timed apart from the checks
         report["gx_startup_seconds"] = round(time.perf_counter() - t0, 4)
-        table_seconds: dict[str, float] = {}
-        for modality, frames in by_modality.items():
+        table = _table(by_modality)
+        t0 = time.perf_counter()
+        report["expectations"] += _run_checked(table, "manifest_common", common_spec(vcfg), context)
+        table_seconds = {"common": time.perf_counter() - t0}
+        for modality in by_modality:
             t0 = time.perf_counter()
-            try:
-                results = _check_table(modality, frames, vcfg, context)
-            finally:
-                table_seconds[modality] = time.perf_counter() - t0
-            report["expectations"] += [
-                {"suite": f"manifest_{modality}", **{k: r[k] for k in ("rule", "expectation", "column", "success", "unexpected_count")}}
-                for r in results
-            ]
+            rows = table[table[FOLDER_MODALITY] == modality]
+            specs = metadata_spec(vcfg, modality)
+            report["expectations"] += _run_checked(rows, f"metadata_{modality}", specs, context)
+            table_seconds[modality] = time.perf_counter() - t0
+        report["table_seconds"] = {k: round(v, 4) for k, v in table_seconds.items()}
         _check_entities(f for frames in by_modality.values() for f in frames)
         total = sum(len(df) for frames in by_modality.values() for _, df in frames)
         with tqdm(total=total, desc="validate media", unit="item", leave=False, disable=None) as progress:
@@ -324,11 +358,13 @@ def validate(cfg: Any) -> dict[str, Any]:
                 t0 = time.perf_counter()
                 items = sum(_check_media(path, df, modality, cfg, progress) for path, df in frames)
                 media_s = time.perf_counter() - t0
-                seconds = media_s + table_seconds[modality]
+                # the common suite's time is shared out by row count
+                share = table_seconds["common"] * items / max(total, 1)
+                seconds = media_s + table_seconds[modality] + share
                 report["modalities"][modality] = {
                     "items": items,
                     "manifests": len(frames),
-                    "table_seconds": round(table_seconds[modality], 4),
+                    "table_seconds": round(table_seconds[modality] + share, 4),
                     "media_seconds": round(media_s, 4),
                     "seconds": round(seconds, 4),
                     "items_per_s": round(items / seconds, 1) if seconds > 0 else math.inf,

@@ -1,0 +1,5 @@
+"""Evaluation: single-modality benchmarks, DisCRn and its baselines (`run_eval`)."""
+
+from xib.eval.run import run_eval
+
+__all__ = ["run_eval"]

@@ -209,3 +209,92 @@ def chance_accuracy(items: Sequence[DiscrnItem]) -> float:
         return 0.0
     firsts = sum(it.label == 0 for it in items)
     return max(firsts, len(items) - firsts) / len(items)
+
+
+# --- evaluation with a model -------------------------------------------------------------------------
+
+
+def evaluate_pair(
+    runner: Any,
+    pair: str,
+    items: Sequence[DiscrnItem],
+    cfg: Any,
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """Every DisCRn scoring and baseline of `cfg.eval` on one pair's items.
+
+    Returns metrics (`discrn/<pair>`, `discrn/<pair>/<m>_first`, `discrn/<pair>/logits`, ...,
+    `baseline/oracle_caption/<pair>`, `baseline/predicted_caption/<pair>`, `hybrid/<pair>/<m>_as_text`,
+    `chance/<pair>`) and details (per-item records and confusion by question type) for plots.
+    """
+    from xib.models.xinstructblip import fill_slots
+    from xib.prompts import instruction_prompt
+
+    ecfg, pcfg = cfg.eval, cfg.model.prompt
+    prefix, qtext = str(pcfg.discrn_prefix), str(pcfg.discrn_qformer_text)
+    cues, use_cues = dict(pcfg.cues), bool(pcfg.use_cues)
+    interpret = interpreter(ecfg.discrn)
+    answers = list(ecfg.discrn.answers)
+    metrics: dict[str, float] = {}
+    details: dict[str, Any] = {}
+    if not items:
+        return metrics, details
+
+    def inputs(it: DiscrnItem) -> list[Any]:
+        return [runner.media(m, s, qtext) for m, s in zip(it.modalities, it.sample_ids)]
+
+    def report(name: str, result: DiscrnResult, orders: bool = False) -> None:
+        metrics[name] = result.accuracy()
+        if orders:
+            for order, acc in result.by_order().items():
+                metrics[f"{name}/{order}"] = acc
+        details[name] = {"confusion": result.confusion(), "records": result.records()}
+
+    def generate(prompts: Sequence[Any], desc: str) -> DiscrnResult:
+        texts = runner.generate(prompts, desc=desc)
+        picks = [interpret(t, it.modalities) for t, it in zip(texts, items)]
+        return DiscrnResult(list(items), picks, texts)
+
+    def logits(prompts: Sequence[Any], desc: str) -> DiscrnResult:
+        losses = runner.score(prompts, [answers] * len(prompts), desc=desc)
+        return DiscrnResult(list(items), picks_from_losses(losses))
+
+    soft = [fill_slots(prompt_segments(it, prefix), inputs(it)) for it in items]
+    if "generate" in ecfg.discrn_scoring:
+        result = generate(soft, f"discrn/{pair}")
+        report(f"discrn/{pair}", result, orders=True)
+        # the share of answers that name an input at all (higher is better, like every gated metric)
+        metrics[f"discrn/{pair}/answered"] = sum(p is not None for p in result.picks) / len(items)
+    if "logits" in ecfg.discrn_scoring:
+        report(f"discrn/{pair}/logits", logits(soft, f"discrn-logits/{pair}"), orders=True)
+
+    baselines = set(ecfg.baselines)
+    if "oracle_caption" in baselines:
+        oracle = [text_prompt(it, it.captions, prefix, cues, use_cues) for it in items]
+        report(f"baseline/oracle_caption/{pair}", generate([[p] for p in oracle], f"oracle/{pair}"), orders=True)
+        if "logits" in ecfg.discrn_scoring:
+            report(f"baseline/oracle_caption/{pair}/logits", logits([[p] for p in oracle], f"oracle-logits/{pair}"))
+    if "predicted_caption" in baselines:
+        instruction = str(ecfg.prompts["caption"])
+        caption_prompts = [
+            fill_slots(instruction_prompt(m, instruction), [runner.media(m, s, instruction)])
+            for it in items
+            for m, s in zip(it.modalities, it.sample_ids)
+        ]
+        captions = runner.generate(caption_prompts, desc=f"captions/{pair}")
+        predicted = [
+            text_prompt(it, (captions[2 * i], captions[2 * i + 1]), prefix, cues, use_cues)
+            for i, it in enumerate(items)
+        ]
+        result = generate([[p] for p in predicted], f"predicted/{pair}")
+        report(f"baseline/predicted_caption/{pair}", result, orders=True)
+        details[f"baseline/predicted_caption/{pair}"]["captions"] = captions
+    if "hybrid" in baselines:
+        for modality in dict.fromkeys(m for it in items for m in it.modalities):
+            prompts = [
+                fill_slots(hybrid_segments(it, it.modalities.index(modality), prefix, cues, use_cues), inputs(it))
+                for it in items
+            ]
+            report(f"hybrid/{pair}/{modality}_as_text", generate(prompts, f"hybrid-{modality}/{pair}"))
+    if "chance" in baselines:
+        metrics[f"chance/{pair}"] = chance_accuracy(items)
+    return metrics, details

@@ -29,9 +29,12 @@ class LLMPretrainConfig:
     weight_decay: float = 0.01
     betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
     grad_clip: float = 1.0
+    # Loss weight of the token after "answer:" (comparison and QA answers); 1 = the plain causal-LM loss.
+    answer_loss_weight: float = 1.0
     threads: int = 2
     seed: int = 0
     log_every: int = 100
+    eval_every: int = 500  # held-out ceiling (logits) reported during pre-training; 0 = never
 
 
 @dataclass

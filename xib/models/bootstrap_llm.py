@@ -37,7 +37,7 @@ from xib.prompts import ANSWERS, answer_text
 SPECIALS = ("<s>", "</s>", "<pad>", "<unk>")
 REPO = Path(__file__).resolve().parents[2]
 # Settings that change how fast a run goes, not what it makes.
-_NOT_IN_MATCH = ("threads", "log_every")
+_NOT_IN_MATCH = ("threads", "log_every", "eval_every")
 
 
 # --- tokenizer ---------------------------------------------------------------------------------
@@ -57,7 +57,10 @@ def build_tokenizer(lines: Sequence[str], min_frequency: int = 1) -> Any:
         [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation(behavior="isolated")]
     )
     trainer = trainers.WordLevelTrainer(
-        vocab_size=1_000_000, min_frequency=int(min_frequency), special_tokens=list(SPECIALS), show_progress=False
+        vocab_size=1_000_000,
+        min_frequency=int(min_frequency),
+        special_tokens=list(SPECIALS),
+        show_progress=False,
     )
     core.train_from_iterator(lines, trainer=trainer)
     core.post_processor = processors.TemplateProcessing(
@@ -101,12 +104,12 @@ def count_parameters(model: Any) -> int:
 # --- pre-training ------------------------------------------------------------------------------
 
 
-def pack_rows(docs: Sequence[Sequence[int]], seq_len: int, rng: random.Random) -> list[list[int]]:
+def pack_rows(docs: Sequence[Sequence[Any]], seq_len: int, rng: random.Random) -> list[list[Any]]:
     """Whole documents, in a shuffled order, greedily packed into rows of at most `seq_len` tokens."""
     order = list(range(len(docs)))
     rng.shuffle(order)
-    rows: list[list[int]] = []
-    row: list[int] = []
+    rows: list[list[Any]] = []
+    row: list[Any] = []
     for i in order:
         doc = list(docs[i])[:seq_len]
         if len(row) + len(doc) > seq_len:
@@ -118,10 +121,21 @@ def pack_rows(docs: Sequence[Sequence[int]], seq_len: int, rng: random.Random) -
     return rows
 
 
+def answer_weights(ids: Sequence[int], marker: Sequence[int], weight: float) -> list[float]:
+    """Loss weight per token: `weight` on the token right after `marker` ("answer :"), else 1."""
+    out = [1.0] * len(ids)
+    n = len(marker)
+    for i in range(n, len(ids)):
+        if list(ids[i - n : i]) == list(marker):
+            out[i] = weight
+    return out
+
+
 def _batches(
-    docs: Sequence[Sequence[int]], seq_len: int, batch_size: int, pad_id: int, seed: int
+    docs: Sequence[Sequence[tuple[int, float]]], seq_len: int, batch_size: int, pad_id: int, seed: int
 ) -> Any:
-    """Endless (input_ids, attention_mask, labels) batches; each pass over the corpus repacks it."""
+    """Endless (input_ids, attention_mask, loss weights) batches of (token, weight) documents; each
+    pass over the corpus repacks it. Padding has weight 0."""
     import torch
 
     rng = random.Random(seed)
@@ -131,11 +145,23 @@ def _batches(
             chunk = rows[start : start + batch_size]
             ids = torch.full((len(chunk), seq_len), pad_id, dtype=torch.long)
             mask = torch.zeros((len(chunk), seq_len), dtype=torch.long)
+            weights = torch.zeros((len(chunk), seq_len))
             for r, row in enumerate(chunk):
-                ids[r, : len(row)] = torch.tensor(row)
+                ids[r, : len(row)] = torch.tensor([t for t, _ in row])
+                weights[r, : len(row)] = torch.tensor([w for _, w in row])
                 mask[r, : len(row)] = 1
-            labels = ids.masked_fill(mask == 0, -100)
-            yield ids, mask, labels
+            yield ids, mask, weights
+
+
+def weighted_lm_loss(logits: Any, ids: Any, weights: Any) -> Any:
+    """Next-token cross-entropy, each target token weighted (all ones: the plain causal-LM loss)."""
+    import torch
+
+    targets, w = ids[:, 1:], weights[:, 1:]
+    ce = torch.nn.functional.cross_entropy(
+        logits[:, :-1].reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), reduction="none"
+    )
+    return (ce * w.reshape(-1)).sum() / w.sum().clamp_min(1e-8)
 
 
 def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
@@ -146,15 +172,27 @@ def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def pretrain(model: Any, tokenizer: Any, lines: Sequence[str], pretrain_cfg: Any) -> dict[str, Any]:
-    """Causal-LM pre-training on the corpus lines (`<s> line </s>`, packed); returns loss statistics."""
+def pretrain(
+    model: Any,
+    tokenizer: Any,
+    lines: Sequence[str],
+    pretrain_cfg: Any,
+    probe: Callable[[Any], str] | None = None,
+) -> dict[str, Any]:
+    """Causal-LM pre-training on the corpus lines (`<s> line </s>`, packed); returns loss statistics.
+    `probe(model)`, every `eval_every` steps, returns a line to report (e.g. the ceiling so far)."""
     import torch
     from tqdm import tqdm
 
     torch.set_num_threads(int(pretrain_cfg.threads))
     torch.manual_seed(int(pretrain_cfg.seed))
     encoded = tokenizer(list(lines), add_special_tokens=False)["input_ids"]
-    docs = [[tokenizer.bos_token_id, *ids, tokenizer.eos_token_id] for ids in encoded]
+    marker = tokenizer(" answer:", add_special_tokens=False)["input_ids"]
+    weight = float(pretrain_cfg.answer_loss_weight)
+    docs = []
+    for ids in encoded:
+        doc = [tokenizer.bos_token_id, *ids, tokenizer.eos_token_id]
+        docs.append(list(zip(doc, answer_weights(doc, marker, weight))))
     steps, seq_len = int(pretrain_cfg.steps), int(pretrain_cfg.seq_len)
     if max(len(d) for d in docs) > seq_len:
         raise XibError(
@@ -175,25 +213,34 @@ def pretrain(model: Any, tokenizer: Any, lines: Sequence[str], pretrain_cfg: Any
         optimizer,
         lambda s: lr_factor(s, int(pretrain_cfg.warmup_steps), steps, float(pretrain_cfg.min_lr_ratio)),
     )
-    batches = _batches(docs, seq_len, int(pretrain_cfg.batch_size), tokenizer.pad_token_id, int(pretrain_cfg.seed))
+    batches = _batches(
+        docs, seq_len, int(pretrain_cfg.batch_size), tokenizer.pad_token_id, int(pretrain_cfg.seed)
+    )
     model.train()
     losses: list[float] = []
     started = time.perf_counter()
     log_every = max(1, int(pretrain_cfg.log_every))
     with tqdm(total=steps, desc="pre-train demo LLM", unit="step", file=sys.stderr, mininterval=2.0) as bar:
         for step in range(steps):
-            ids, mask, labels = next(batches)
-            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+            ids, mask, weights = next(batches)
+            loss = weighted_lm_loss(model(input_ids=ids, attention_mask=mask).logits, ids, weights)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), float(pretrain_cfg.grad_clip))
             optimizer.step()
             schedule.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
             if (step + 1) % log_every == 0 or step + 1 == steps:
                 recent = sum(losses[-log_every:]) / len(losses[-log_every:])
                 bar.set_postfix(loss=f"{recent:.4f}", lr=f"{schedule.get_last_lr()[0]:.2e}")
             bar.update(1)
+            every = int(pretrain_cfg.eval_every)
+            if probe is not None and every > 0 and (step + 1) % every == 0 and step + 1 < steps:
+                model.eval()
+                bar.write(
+                    f"step {step + 1}: loss {sum(losses[-log_every:]) / len(losses[-log_every:]):.4f} {probe(model)}"
+                )
+                model.train()
     model.eval()
     tail = losses[-log_every:]
     return {
@@ -314,7 +361,9 @@ def evaluate_ceiling(model: Any, tokenizer: Any, cfg: Any) -> dict[str, Any]:
         labels = [e.label for e in examples]
         prompts = [e.prompt for e in examples]
         picks = score_logits(model, tokenizer, prompts, answer_eos, int(ceiling.batch_size))
-        texts = generate_answers(model, tokenizer, prompts, int(ceiling.max_new_tokens), int(ceiling.batch_size))
+        texts = generate_answers(
+            model, tokenizer, prompts, int(ceiling.max_new_tokens), int(ceiling.batch_size)
+        )
         read = [interpret(t, e.modalities) for t, e in zip(texts, examples)]
         result["examples"][order] = len(examples)
         result["logits"][order] = _accuracy(picks, labels)
@@ -359,7 +408,9 @@ def shipped_matches(shipped: Path, corpus_sha: str, cfg: Any) -> tuple[bool, str
         return False, "the corpus differs from the one the shipped weights were made from"
     if record.get("config") != _match_config(cfg):
         return False, "bootstrap.llm.arch/pretrain differ from the shipped weights' config"
-    missing = [n for n in ("config.json", "model.safetensors", "tokenizer.json") if not (shipped / n).is_file()]
+    missing = [
+        n for n in ("config.json", "model.safetensors", "tokenizer.json") if not (shipped / n).is_file()
+    ]
     if missing:
         return False, f"shipped weights lack {missing}"
     return True, "corpus hash and config match"
@@ -377,7 +428,19 @@ def train_llm(cfg: Any, corpus: Path, corpus_sha: str, target: Path) -> dict[str
     started = time.perf_counter()
     tokenizer = build_tokenizer(lines, int(llm_cfg.arch.vocab_min_frequency))
     model = build_model(llm_cfg.arch, tokenizer, int(llm_cfg.pretrain.seed))
-    stats = pretrain(model, tokenizer, lines, llm_cfg.pretrain)
+    heldout, _ = ceiling_sets(cfg)
+    answer_eos = bool(cfg.model.prompt.answer_eos)
+
+    def probe(m: Any) -> str:
+        accs = {
+            order: _accuracy(
+                score_logits(m, tokenizer, [e.prompt for e in ex], answer_eos), [e.label for e in ex]
+            )
+            for order, ex in heldout.items()
+        }
+        return "held-out logits " + " ".join(f"{k}={v:.3f}" for k, v in accs.items())
+
+    stats = pretrain(model, tokenizer, lines, llm_cfg.pretrain, probe)
     ceiling = evaluate_ceiling(model, tokenizer, cfg)
     provenance = {
         "command": "xib bootstrap bootstrap.llm.use_shipped=false",
@@ -398,7 +461,9 @@ def train_llm(cfg: Any, corpus: Path, corpus_sha: str, target: Path) -> dict[str
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / "ceiling.json").write_text(json.dumps(ceiling, indent=2, sort_keys=True) + "\n")
-        (tmp / "provenance.json").write_text(json.dumps(provenance, indent=2, sort_keys=True, default=str) + "\n")
+        (tmp / "provenance.json").write_text(
+            json.dumps(provenance, indent=2, sort_keys=True, default=str) + "\n"
+        )
     return {"source": "trained", "ceiling": ceiling, "provenance": provenance}
 
 

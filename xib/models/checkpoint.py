@@ -113,7 +113,9 @@ def load_projection(directory: str | Path, map_location: str = "cpu") -> tuple[P
     if not weights.is_file():
         raise XibError(f"{weights}: missing (the checkpoint has {INFO_FILE} only)")
     if _sha256(weights) != info["weights_sha256"]:
-        raise XibError(f"{weights}: sha256 differs from {INFO_FILE} (weights and description do not belong together)")
+        raise XibError(
+            f"{weights}: sha256 differs from {INFO_FILE} (weights and description do not belong together)"
+        )
     config = as_projection_config(info["config"])
     if config.kind != info["kind"]:
         raise XibError(f"{directory / INFO_FILE}: kind {info['kind']!r} vs config kind {config.kind!r}")
@@ -196,10 +198,14 @@ def compose_model(
     for modality, directory in checkpoint_dirs.items():
         projection, info = load_projection(directory)
         if info["modality"] != modality:
-            raise XibError(f"{Path(directory) / INFO_FILE}: a {info['modality']} projection, asked for {modality}")
+            raise XibError(
+                f"{Path(directory) / INFO_FILE}: a {info['modality']} projection, asked for {modality}"
+            )
         projections[modality] = projection
         infos[modality] = info
-    model = XInstructBLIP(llm, tokenizer, projections, model_cfg, load_qformer_tokenizer(model_cfg.projection))
+    model = XInstructBLIP(
+        llm, tokenizer, projections, model_cfg, load_qformer_tokenizer(model_cfg.projection)
+    )
     model.checkpoint_info = infos
     if with_encoders:
         from xib.models.encoders import build_encoder

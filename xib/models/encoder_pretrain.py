@@ -137,7 +137,7 @@ def train_encoder(encoder: FrozenEncoder, inputs: torch.Tensor, labels: torch.Te
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             scheduler.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
     finally:
         encoder.freeze()

@@ -48,6 +48,8 @@ def save_tiny_llm(
     intermediate_size: int = 64,
     max_positions: int = 512,
     seed: int = 0,
+    kv_heads: int | None = None,
+    tie_word_embeddings: bool = False,
 ) -> Path:
     """Save a randomly initialised tiny Llama and its tokenizer; returns the directory."""
     import torch
@@ -60,12 +62,12 @@ def save_tiny_llm(
         intermediate_size=intermediate_size,
         num_hidden_layers=layers,
         num_attention_heads=heads,
-        num_key_value_heads=max(1, heads // 2),
+        num_key_value_heads=kv_heads or max(1, heads // 2),
         max_position_embeddings=max_positions,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=False,
+        tie_word_embeddings=tie_word_embeddings,
     )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
@@ -89,7 +91,9 @@ def demo_model_cfg(llm_dir: str | Path, **projection_overrides: Any) -> Any:
     return cfg
 
 
-def tiny_model(llm_dir: str | Path, encoder_dims: dict[str, int], seed: int = 0, **projection_overrides: Any) -> Any:
+def tiny_model(
+    llm_dir: str | Path, encoder_dims: dict[str, int], seed: int = 0, **projection_overrides: Any
+) -> Any:
     """An XInstructBLIP over the tiny LLM in `llm_dir`, one fresh projection per modality."""
     import torch
 

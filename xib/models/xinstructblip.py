@@ -83,9 +83,7 @@ class MediaBatch:
     views: torch.Tensor  # [M] view number within its input
 
     def to(self, device: Any) -> MediaBatch:
-        moved = {
-            k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()
-        }
+        moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()}
         return MediaBatch(**moved)
 
 
@@ -200,7 +198,9 @@ class PromptPacker:
         placed: list[tuple[int, int, MediaInput]] = []  # (row, start, input)
         for row, (prompt, answer) in enumerate(examples):
             ids = list(self.start_ids)
-            segments: list[Segment] = [s for s in (self.head, *prompt, self.tail) if not isinstance(s, str) or s]
+            segments: list[Segment] = [
+                s for s in (self.head, *prompt, self.tail) if not isinstance(s, str) or s
+            ]
             for segment in segments:
                 if isinstance(segment, str):
                     ids += self.text_ids(segment)
@@ -214,7 +214,9 @@ class PromptPacker:
                     placed.append((row, len(ids), segment))
                     ids += [self.pad_id] * (self.num_tokens[segment.modality] * segment.features.shape[0])
                 else:
-                    raise XibError(f"prompt segment of type {type(segment).__name__}: expected str or MediaInput")
+                    raise XibError(
+                        f"prompt segment of type {type(segment).__name__}: expected str or MediaInput"
+                    )
             labels = [IGNORE] * len(ids)
             if answer is not None:
                 answer_ids = self.answer_ids(answer)
@@ -387,6 +389,17 @@ class XInstructBLIP(nn.Module):
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.projections.parameters() if p.requires_grad]
 
+    def parameter_counts(self) -> dict[str, int]:
+        """Frozen (the LLM) and trainable (the projections) parameter counts, and each projection's."""
+        counts = {
+            "frozen": sum(p.numel() for p in self.parameters() if not p.requires_grad),
+            "trainable": sum(p.numel() for p in self.parameters() if p.requires_grad),
+            "llm": sum(p.numel() for p in self.llm.parameters()),
+        }
+        for modality, projection in self.projections.items():
+            counts[f"projection/{modality}"] = sum(p.numel() for p in projection.parameters())
+        return counts
+
     def collate(
         self, examples: Sequence[Example], padding_side: str = "right", captions: Sequence[str] | None = None
     ) -> PromptBatch:
@@ -512,13 +525,15 @@ class XInstructBLIP(nn.Module):
         for chunk in _chunks(list(prompts), batch_size):
             batch = self.collate([(p, None) for p in chunk], padding_side="left")
             embeds, _ = self.embed(batch)
+            beams = {"num_beams": int(gen.num_beams)}
+            if beams["num_beams"] > 1:  # length_penalty only means something to beam search
+                beams["length_penalty"] = float(gen.length_penalty)
             out = self.llm.generate(
                 inputs_embeds=embeds,
                 attention_mask=batch.attention_mask.to(self.device),
                 max_new_tokens=int(gen.max_new_tokens),
                 min_new_tokens=int(gen.min_length),
-                num_beams=int(gen.num_beams),
-                length_penalty=float(gen.length_penalty),
+                **beams,
                 do_sample=False,
                 use_cache=True,
                 pad_token_id=self.tokenizer.pad_token_id,

@@ -19,11 +19,6 @@ from typing import Any
 
 from xib.errors import XibError
 
-try:  # mlflow is heavy; the base class is only needed where a model is logged or loaded
-    from mlflow.pyfunc import PythonModel as _Base
-except ImportError:  # pragma: no cover - mlflow is a project dependency
-    _Base = object  # type: ignore[assignment,misc]
-
 SUFFIXES = {
     ".png": "image", ".jpg": "image", ".jpeg": "image", ".wav": "audio", ".flac": "audio",
     ".npy": "pc", ".npz": "pc", ".mp4": "video", ".avi": "video", ".mov": "video",
@@ -105,15 +100,15 @@ def stage_projections(artifacts: dict[str, str], staging: Path) -> dict[str, str
     return out
 
 
-class XibPyfunc(_Base):  # type: ignore[misc,valid-type]
-    """mlflow.pyfunc model: `predict(records) -> list[str]`."""
+class ServedModel:
+    """What the pyfunc wrapper (`model_code.py`) delegates to: `load(artifacts)`, `predict(records)`."""
 
-    def load_context(self, context: Any) -> None:
+    def load(self, artifacts: Mapping[str, str]) -> None:
         from omegaconf import OmegaConf
 
         from xib.eval.tasks import load_model_from_dirs
 
-        arts = {k: Path(v) for k, v in context.artifacts.items()}
+        arts = {k: Path(v) for k, v in artifacts.items()}
         cfg = OmegaConf.load(arts[CONFIG_ARTIFACT])
         OmegaConf.set_struct(cfg, False)
         if "llm" in arts:
@@ -134,8 +129,7 @@ class XibPyfunc(_Base):  # type: ignore[misc,valid-type]
         self.cfg = cfg
         self.runner = load_model_from_dirs(cfg, checkpoints)
 
-    # No type hints here: MLflow would build a schema from them and then validate requests against it.
-    def predict(self, context, model_input, params=None):  # noqa: ANN001, ANN201
+    def predict(self, model_input: Any) -> list[str]:
         records = _records(model_input)
         answers = []
         for record in records:

@@ -274,3 +274,85 @@ def read_metrics(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not path.is_file():
         raise XibError(f"{path}: no evaluation metrics (run `xib eval` first)")
     return json.loads(path.read_text())
+
+
+# --- the gate stage ----------------------------------------------------------------------------------
+
+
+def run_gate(cfg: Any) -> dict[str, Any]:
+    """`xib gate`: register the evaluated candidate, judge it against the champion, record why.
+
+    Reads `<eval.output>/metrics.json` and `candidate.json`; refuses to register when the projection
+    checkpoints on disk are not the ones that were evaluated (a failed or stale evaluation registers
+    nothing). Writes `artifacts/gate/decision.json`; promotes when `gate.auto_promote` and passing.
+    """
+    import tempfile
+
+    from xib.eval.run import checkpoint_dirs
+    from xib.registry.gate import decide_with_policy
+    from xib.registry.pyfunc import candidate_artifacts, stage_projections
+
+    out = Path(str(cfg.eval.output))
+    metrics = {k: float(v) for k, v in read_metrics(out / "metrics.json").items()}
+    candidate_file = out / "candidate.json"
+    if not candidate_file.is_file():
+        raise XibError(f"{candidate_file}: missing (run `xib eval` first)")
+    candidate = json.loads(candidate_file.read_text())
+    if candidate.get("metrics") != metrics:
+        raise XibError(f"{out / 'metrics.json'} and {candidate_file} come from different evaluations; run `xib eval`")
+    checkpoints = checkpoint_dirs(cfg)
+    evaluated = candidate.get("checkpoints", {})
+    current = checkpoint_hashes({m: checkpoints[m] for m in evaluated if m in checkpoints})
+    if current != evaluated:
+        changed = sorted(m for m in evaluated if current.get(m) != evaluated[m])
+        raise XibError(f"projections {changed} changed since they were evaluated; run `xib eval` before `xib gate`")
+
+    champion = alias_version(cfg, CHAMPION)
+    champion_metrics = version_metrics(cfg, champion) if champion else None
+    provenance = {k: v for k, v in candidate.items() if k != "metrics"}
+    with tempfile.TemporaryDirectory(prefix="xib-candidate-") as tmp:
+        artifacts = candidate_artifacts(cfg, Path(tmp), provenance)
+        artifacts = stage_projections(artifacts, Path(tmp))
+        version = register_candidate(cfg, metrics, artifacts, run_id=str(cfg.eval.mlflow_run_id) or None, provenance=provenance)
+    decision = decide_with_policy(metrics, champion_metrics, cfg.gate, champion, version)
+    record_decision(cfg, version, decision)
+    promoted = False
+    if decision.promote and bool(cfg.gate.auto_promote):
+        promote(cfg, version, expected_champion=champion, note=decision.summary())
+        promoted = True
+    payload = {
+        "decision": "promote" if decision.promote else "refuse",
+        "promoted": promoted,
+        "model": str(cfg.gate.model_name),
+        "version": version,
+        "champion": champion,
+        "summary": decision.summary(),
+        "reasons": [c.reason for c in decision.checks] or [decision.summary()],
+        "checks": decision.to_dict()["checks"],
+    }
+    write_decision(Path(str(cfg.paths.artifacts)) / "gate" / "decision.json", payload)
+    return payload
+
+
+def promote_version(cfg: Any, version: str | None = None, force: bool = False) -> tuple[str, str | None]:
+    """`xib promote`: the challenger (or `version`) becomes champion if the gate passed it.
+
+    Without `force`, the version's gate verdict must be `promote` and the champion must still be
+    the one it was judged against. Returns (new champion, old champion).
+    """
+    mc = client(cfg)
+    name = str(cfg.gate.model_name)
+    version = version or alias_version(cfg, CHALLENGER)
+    if version is None:
+        raise XibError(f"model {name!r} has no challenger to promote (run `xib gate`)")
+    tags = mc.get_model_version(name, str(version)).tags or {}
+    if force:
+        old = promote(cfg, str(version), note="forced by `xib promote --force`")
+        return str(version), old
+    verdict = tags.get("gate.decision")
+    if verdict != "promote":
+        reason = tags.get("gate.summary", "it was never judged (run `xib gate`)")
+        raise XibError(f"version {version} did not pass the gate: {reason}")
+    expected = tags.get("gate.champion") or None
+    old = promote(cfg, str(version), expected_champion=expected, note=tags.get("gate.summary", ""))
+    return str(version), old

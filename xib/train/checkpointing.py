@@ -57,7 +57,6 @@ def save(
         str(ckpt_dir),
         tag=tag,
         client_state={**(client_state or {}), "step": step},
-        exclude_frozen_parameters=True,
     )
     if rank == 0:
         write_json(tag_dir / MARKER, {"step": step, "files": _files_of(tag_dir), **meta})
@@ -122,20 +121,6 @@ def prune(ckpt_dir: Path, keep: int, expect: dict[str, Any]) -> None:
             continue
         if kept >= 1:  # never delete anything until a newer complete checkpoint exists
             shutil.rmtree(tag_dir, ignore_errors=True)
-
-
-def gathered_state_dict(module: Any, zero_stage: int) -> dict[str, Any]:
-    """A full CPU state dict of `module` on every rank, gathering ZeRO-3 partitions if needed."""
-    import contextlib
-
-    if zero_stage == 3:
-        import deepspeed
-
-        context: Any = deepspeed.zero.GatheredParameters(list(module.parameters()), modifier_rank=None)
-    else:
-        context = contextlib.nullcontext()
-    with context:
-        return {k: v.detach().to("cpu", copy=True).float() for k, v in module.state_dict().items()}
 
 
 def export_projection(

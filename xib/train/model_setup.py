@@ -7,7 +7,6 @@ and the collate/generate functions that turn dataset records into model inputs.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,33 +22,30 @@ log = logging.getLogger(__name__)
 
 
 class AlignmentObjective(nn.Module):
-    """forward(batch) -> {"loss", "lm_loss", "anchor_loss"?, "tokens"}: LM loss, plus anchoring if enabled."""
+    """forward(batch) -> {"loss", "lm_loss", "anchor_loss"?, "tokens"}: LM loss, plus anchoring if enabled.
 
-    def __init__(self, model: Any, anchor_weight: float | None, zero_stage: int) -> None:
+    Only the projection is a registered submodule, so DeepSpeed sees (partitions, checkpoints,
+    optimizes) nothing else; the frozen LLM is held as a plain attribute, replicated on every rank
+    and never converted, partitioned or saved by the engine.
+    """
+
+    def __init__(self, model: Any, projection: nn.Module, anchor_weight: float | None) -> None:
         super().__init__()
-        self.model = model
+        self.projection = projection
+        object.__setattr__(self, "frozen_model", model)  # not a submodule: invisible to DeepSpeed
         self.anchor_weight = anchor_weight
-        self.zero_stage = zero_stage
-
-    def _gathered_embeddings(self) -> Any:
-        """ZeRO-3 partitions even frozen weights; the anchor reads the whole embedding table."""
-        if self.zero_stage != 3:
-            return contextlib.nullcontext()
-        import deepspeed
-
-        return deepspeed.zero.GatheredParameters([self.model.input_embeddings.weight], modifier_rank=None)
 
     def forward(self, batch: Any) -> dict[str, torch.Tensor]:
-        batch = batch.to(self.model.device)
-        output = self.model(batch)
+        model = self.frozen_model
+        batch = batch.to(model.device)
+        output = model(batch)
         result = {
             "lm_loss": output.loss.detach(),
             "tokens": batch.attention_mask.sum().detach(),
         }
         loss = output.loss
         if self.anchor_weight is not None:
-            with self._gathered_embeddings():
-                anchor = self.model.anchor_loss(batch, output, self.anchor_weight)
+            anchor = model.anchor_loss(batch, output, self.anchor_weight)
             loss = loss + anchor
             result["anchor_loss"] = anchor.detach()
         result["loss"] = loss
@@ -113,7 +109,7 @@ def build(cfg: Any, modality: str, feature_dim: int, device: torch.device) -> Se
             raise XibError(f"{name} would train, but only the projection may")
     anchor_enabled = bool(cfg.train.anchor.enabled)
     objective = AlignmentObjective(
-        model, float(cfg.train.anchor.weight) if anchor_enabled else None, int(cfg.train.zero_stage)
+        model, projection, float(cfg.train.anchor.weight) if anchor_enabled else None
     )
 
     def collate(records: list[dict[str, Any]]) -> Any:

@@ -100,6 +100,41 @@ def setup_distributed(backend: str) -> tuple[int, int, int]:
     return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0"))
 
 
+def memory_report(engine: Any, rank: int, world: int) -> list[dict[str, float]]:
+    """Per rank: peak RSS (CPU) or peak accelerator memory, and the training state this rank holds
+    (the optimizer's parameters - ZeRO's flat fp32 partitions - and their Adam moments), in MB."""
+    import resource
+
+    import torch
+    import torch.distributed as dist
+
+    base = engine.optimizer
+    while hasattr(base, "optimizer"):
+        base = base.optimizer
+    held = 0
+    for group in base.param_groups:
+        for param in group["params"]:
+            held += param.numel() * param.element_size()
+            for value in base.state.get(param, {}).values():
+                if isinstance(value, torch.Tensor):
+                    held += value.numel() * value.element_size()
+    mine = torch.tensor(
+        [
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+            torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else 0.0,
+            held / 2**20,
+        ],
+        dtype=torch.float64,
+    )
+    table = [torch.zeros_like(mine) for _ in range(world)]
+    if dist.is_initialized() and world > 1:
+        dist.all_gather(table, mine)
+    else:
+        table = [mine]
+    keys = ("peak_rss_mb", "peak_accelerator_mb", "optimizer_held_mb")
+    return [dict(zip(keys, (float(x) for x in row))) for row in table]
+
+
 def align_dir(cfg: Any, modality: str) -> Path:
     return Path(cfg.paths.artifacts) / "align" / modality
 
@@ -173,8 +208,10 @@ def train(cfg: Any, rank: int, world: int, local_rank: int) -> int:
     engine, _, _, _ = deepspeed.initialize(
         model=setup.objective, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config
     )
-    trainable = sum(p.numel() for p in setup.projection.parameters() if p.requires_grad)
-    frozen = sum(p.numel() for p in setup.objective.parameters() if not p.requires_grad)
+    trainable = sum(
+        getattr(p, "ds_numel", p.numel()) for p in setup.projection.parameters() if p.requires_grad
+    )
+    frozen = sum(p.numel() for p in setup.model.parameters() if not p.requires_grad)
 
     last_loss = float("nan")
     expect = {"world_size": world, "zero_stage": int(tc.zero_stage), "modality": modality}
@@ -185,7 +222,7 @@ def train(cfg: Any, rank: int, world: int, local_rank: int) -> int:
             log.warning(message)
             emit({"event": "skipped_checkpoint", "message": message})
     if found.tag is not None:
-        load_path, client = engine.load_checkpoint(str(ckpt_dir), tag=found.tag, load_module_strict=False)
+        load_path, client = engine.load_checkpoint(str(ckpt_dir), tag=found.tag, load_module_strict=True)
         if load_path is None:
             raise XibError(f"{ckpt_dir / found.tag}: DeepSpeed could not load this checkpoint")
         start = int(client.get("step", found.step))
@@ -218,7 +255,9 @@ def train(cfg: Any, rank: int, world: int, local_rank: int) -> int:
                 len(val_set), int(tc.eval_batches), int(tc.micro_batch_size), rank, world
             ):
                 out = engine(batch_of(val_set, indices))
-                total += torch.tensor([float(out["loss"]) * len(indices), len(indices)], dtype=torch.float64)
+                total += torch.tensor(
+                    [float(out["loss"].detach()) * len(indices), len(indices)], dtype=torch.float64
+                )
             if dist.is_initialized():
                 dist.all_reduce(total)
             samples = setup.generate([val_set[i] for i in range(min(int(tc.eval_samples), len(val_set)))])
@@ -236,6 +275,7 @@ def train(cfg: Any, rank: int, world: int, local_rank: int) -> int:
     for step in range(start, int(tc.steps)):
         torch.manual_seed(step_seed(cfg.seed, step, rank))
         step_stats = torch.zeros(4, dtype=torch.float64)  # loss, lm, anchor, tokens
+        lr = float(engine.get_lr()[0])  # the rate this step trains with
         for micro in range(int(tc.grad_accum)):
             batch = batch_of(train_set, sampler.indices(step, micro, int(tc.micro_batch_size)))
             out = engine(batch)
@@ -243,7 +283,7 @@ def train(cfg: Any, rank: int, world: int, local_rank: int) -> int:
             engine.step()
             step_stats += torch.tensor(
                 [
-                    float(out["loss"]),
+                    float(out["loss"].detach()),
                     float(out.get("lm_loss", out["loss"])),
                     float(out.get("anchor_loss", 0.0)),
                     float(out.get("tokens", 0)),
@@ -265,7 +305,7 @@ def train(cfg: Any, rank: int, world: int, local_rank: int) -> int:
             metrics = {
                 "train/loss": float(mean[0]),
                 "train/lm_loss": float(mean[1]),
-                "train/lr": float(engine.get_lr()[0]),
+                "train/lr": lr,
                 "train/samples_per_s": samples_window / elapsed,
                 "train/tokens_per_s": tokens_window / elapsed,
             }
@@ -290,6 +330,13 @@ def train(cfg: Any, rank: int, world: int, local_rank: int) -> int:
             if rank == 0:
                 checkpointing.prune(ckpt_dir, int(tc.keep_checkpoints), expect)
                 emit({"event": "checkpoint", "step": done, "tag": checkpointing.tag_for(done)})
+
+    memory = memory_report(engine, rank, world)
+    if rank == 0:
+        tracker.metrics(
+            int(tc.steps), {f"memory/rank{r}_{k}": v for r, m in enumerate(memory) for k, v in m.items()}
+        )
+        emit({"event": "memory", "ranks": memory})
 
     # export: the projection alone, consolidated from the ZeRO partitions
     meta = {

@@ -1,0 +1,249 @@
+"""The ops dashboard, rendered in headless Chromium over a real MLflow registry and a real Prefect server."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import urllib.request
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from conftest import free_port, wait_http
+from omegaconf import open_dict
+
+from xib.config import load_config
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+FLOOR = 0.5
+# three candidates: v1 passes (first champion), v2 falls below the DisCRn floor, v3 passes and is
+# promoted, then rolled back to v1
+CANDIDATES = [
+    {"discrn/image_pc": 0.62, "caption/image/cider": 0.80, "qa/image/accuracy": 0.55, "baseline/x": 0.3},
+    {"discrn/image_pc": 0.41, "caption/image/cider": 0.85, "qa/image/accuracy": 0.60, "baseline/x": 0.3},
+    {"discrn/image_pc": 0.66, "caption/image/cider": 0.83, "qa/image/accuracy": 0.58, "baseline/x": 0.3},
+]
+
+
+class Elements(HTMLParser):
+    """Every element of a serialised DOM with its attributes and all the text inside it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack: list[dict] = []
+        self.all: list[dict] = []
+
+    def handle_starttag(self, tag, attrs):
+        element = {"tag": tag, "attrs": dict(attrs), "text": ""}
+        self.all.append(element)
+        if tag not in VOID:
+            self.stack.append(element)
+
+    def handle_endtag(self, tag):
+        while self.stack:
+            if self.stack.pop()["tag"] == tag:
+                break
+
+    def handle_data(self, data):
+        for element in self.stack:
+            element["text"] += data
+
+    def with_class(self, name: str) -> list[dict]:
+        return [e for e in self.all if name in (e["attrs"].get("class") or "").split()]
+
+    def by_id(self, name: str) -> dict:
+        return next(e for e in self.all if e["attrs"].get("id") == name)
+
+
+def _chromium(tmp: Path, *args: str) -> str:
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+        f"--user-data-dir={tmp / 'chromium-profile'}",
+    ]
+    done = subprocess.run([CHROMIUM, *flags, *args], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def _register(cfg, metrics: dict[str, float], source: Path) -> str:
+    """A real model version: a run with the metrics, a registered version of it, alias challenger."""
+    import mlflow
+
+    from xib.registry import registry
+
+    mc = registry.client(cfg)
+    with mlflow.start_run(experiment_id=registry.experiment_id(cfg)) as run:
+        mlflow.log_metrics(metrics)
+    source.mkdir(parents=True)
+    (source / "MLmodel").write_text("artifact_path: model\n")
+    if not mc.search_registered_models(f"name='{cfg.gate.model_name}'"):
+        mc.create_registered_model(cfg.gate.model_name)
+    version = str(mc.create_model_version(cfg.gate.model_name, str(source), run_id=run.info.run_id).version)
+    mc.set_registered_model_alias(cfg.gate.model_name, registry.CHALLENGER, version)
+    return version
+
+
+def _build_registry(cfg, tmp: Path) -> None:
+    from xib.registry import registry
+    from xib.registry.gate import decide_with_policy
+
+    for i, metrics in enumerate(CANDIDATES):
+        version = _register(cfg, metrics, tmp / f"model-{i}")
+        champion = registry.alias_version(cfg, registry.CHAMPION)
+        reference = registry.version_metrics(cfg, champion) if champion else None
+        decision = decide_with_policy(metrics, reference, cfg.gate, champion, version)
+        registry.record_decision(cfg, version, decision)
+        if decision.promote:
+            registry.promote(cfg, version, expected_champion=champion)
+    registry.rollback(cfg)
+
+
+def _run_flows(env: dict) -> dict[str, str]:
+    """A flow that completes and one that fails, against the test's Prefect server; their run names."""
+    script = textwrap.dedent(
+        """
+        import json
+        from prefect import flow
+
+        @flow(name="xib-probe")
+        def probe():
+            return 1
+
+        @flow(name="xib-broken")
+        def broken():
+            raise ValueError("boom")
+
+        names = {"xib-probe": probe(return_state=True).state_details.flow_run_id}
+        names["xib-broken"] = broken(return_state=True).state_details.flow_run_id
+        print(json.dumps({k: str(v) for k, v in names.items()}))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ids = json.loads(done.stdout.strip().splitlines()[-1])
+    names = {}
+    for flow, run_id in ids.items():
+        with urllib.request.urlopen(f"{env['PREFECT_API_URL']}/flow_runs/{run_id}", timeout=10) as response:
+            names[flow] = json.loads(response.read())["name"]
+    return names
+
+
+@pytest.fixture
+def dashboard_cfg(xib_root, prefect_server):
+    cfg = load_config([f"infra.prefect_api_url={prefect_server['PREFECT_API_URL']}"])
+    with open_dict(cfg):
+        cfg.gate.floors["discrn/image_pc"] = FLOOR
+    return cfg
+
+
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs Debian's chromium (make test installs it)")
+def test_dashboard_shows_registry_history_runs_and_data(dashboard_cfg, prefect_server, xib_root, tmp_path):
+    from xib.dashboard import write_dashboard
+
+    cfg = dashboard_cfg
+    _build_registry(cfg, tmp_path)
+    run_names = _run_flows(dict(prefect_server))
+    manifest = xib_root / "data/world/image/train/manifest.parquet"
+    manifest.parent.mkdir(parents=True)
+    manifest.write_bytes(b"PAR1 not really parquet, only hashed")
+    (xib_root / "dvc.lock").write_text(
+        "schema: '2.0'\nstages:\n  world:\n    cmd: xib --params params.yaml world\n    outs:\n"
+        "    - path: data/world\n      hash: md5\n      md5: 0123456789abcdef0123456789abcdef.dir\n"
+        "      size: 4096\n      nfiles: 9\n"
+    )
+
+    page = write_dashboard(cfg)
+    assert page == xib_root / "artifacts/dashboard/index.html"
+    dom = Elements()
+    dom.feed(_chromium(tmp_path, "--dump-dom", page.as_uri()))
+
+    assert dom.by_id("champion")["attrs"]["data-champion"] == "1"  # rolled back from v3
+    rows = {e["attrs"]["data-version"]: e for e in dom.with_class("version")}
+    assert {v: e["attrs"]["data-decision"] for v, e in rows.items()} == {"1": "promote", "2": "refuse", "3": "promote"}
+    assert "below the floor 0.5" in rows["2"]["text"] and "drops (may not drop)" in rows["2"]["text"]
+    failed = [e for e in dom.with_class("failed") if e["tag"] == "li"]
+    assert {(e["attrs"]["data-rule"], e["attrs"]["data-metric"]) for e in failed} == {
+        ("floor", "discrn/image_pc"),
+        ("no_drop", "discrn/image_pc"),
+    }
+    assert "meets the floor 0.5" in rows["3"]["text"] and "vs champion 0.62" in rows["3"]["text"]
+    assert "champion" in rows["1"]["text"] and "challenger" in rows["3"]["text"]
+    events = [(e["attrs"]["data-version"], e["attrs"]["data-event"]) for e in dom.with_class("event")]
+    assert events == [("1", "promoted"), ("3", "promoted"), ("3", "rolled back")]
+    assert dom.by_id("history")["text"].split() == ["v1"]
+
+    metric_rows = {e["attrs"]["data-metric"]: e for e in dom.with_class("metric")}
+    assert set(metric_rows) == set(CANDIDATES[0])
+    below = [e["text"] for e in dom.with_class("below")]
+    assert below == ["0.41"]
+    assert "0.5" in metric_rows["discrn/image_pc"]["text"]
+    svg_text = " ".join(e["text"] for e in dom.all if e["tag"] == "svg")
+    assert "discrn/image_pc" in svg_text and "baseline/x" not in svg_text  # only gated metrics are plotted
+
+    runs = {e["attrs"]["data-flow"]: e for e in dom.with_class("run")}
+    assert runs["xib-probe"]["attrs"]["data-state"] == "COMPLETED"
+    assert runs["xib-broken"]["attrs"]["data-state"] == "FAILED"
+    for flow, name in run_names.items():
+        assert name in runs[flow]["text"]
+        assert runs[flow]["text"].strip().endswith(" s")
+
+    dvc_out = dom.with_class("dvc-out")
+    assert len(dvc_out) == 1 and "0123456789abcdef0123456789abcdef.dir" in dvc_out[0]["text"]
+    import hashlib
+
+    digest = hashlib.sha256(manifest.read_bytes()).hexdigest()
+    assert digest[:16] in dom.with_class("manifest")[0]["text"]
+
+    shot = tmp_path / "dashboard.png"
+    _chromium(tmp_path, f"--screenshot={shot}", "--window-size=1400,2600", page.as_uri())
+    assert shot.stat().st_size > 20_000
+
+
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs Debian's chromium (make test installs it)")
+def test_dashboard_says_what_is_missing(xib_root, tmp_path):
+    from xib.dashboard import write_dashboard
+
+    dead = f"http://127.0.0.1:{free_port()}/api"
+    page = write_dashboard(load_config([f"infra.prefect_api_url={dead}"]), tmp_path / "page.html")
+    dom = Elements()
+    dom.feed(_chromium(tmp_path, "--dump-dom", page.as_uri()))
+    assert "No MLflow registry yet" in dom.by_id("registry-note")["text"]
+    assert f"No Prefect server answered at {dead}" in dom.by_id("runs-note")["text"]
+    assert not dom.with_class("version") and not dom.with_class("run")
+    assert not (xib_root / "mlflow.db").exists()  # looking created nothing
+
+
+def test_dashboard_command_serves_the_page_on_loopback(xib_root):
+    port = free_port()
+    env = dict(os.environ, XIB_ROOT=str(xib_root), PREFECT_API_URL="")
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("xib")), "dashboard", "--serve", f"infra.dashboard.port={port}"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/index.html", timeout=60)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html", timeout=10) as response:
+            body = response.read().decode()
+        assert "xib operations" in body
+        assert "no local Prefect database" in body
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    assert (xib_root / "artifacts/dashboard/index.html").read_text() == body

@@ -1,0 +1,205 @@
+"""X-InstructBLIP composition: prompt packing, soft-token placement, answer-only loss, frozen LLM."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from xib.errors import XibError
+from xib.models.anchor import caption_anchor_loss
+from xib.models.testing import save_tiny_llm, tiny_model
+from xib.models.xinstructblip import IGNORE, MediaInput, fill_slots
+from xib.prompts import answer_text, discrn_prompt, instruction_prompt, render_text
+
+DIMS = {"image": 24, "video": 24, "audio": 20, "pc": 16}
+TOKENS = {"image": 5, "video": 5, "audio": 3, "pc": 1}
+VIEWS = {"image": 1, "video": 3, "audio": 2, "pc": 1}
+
+
+@pytest.fixture(scope="module")
+def llm_dir(tmp_path_factory):
+    return save_tiny_llm(tmp_path_factory.mktemp("llm") / "llm")
+
+
+@pytest.fixture(scope="module")
+def model(llm_dir):
+    torch.set_num_threads(1)
+    return tiny_model(llm_dir, DIMS, dropout=0.0).eval()
+
+
+def media(modality, seed=0, instruction="a short description"):
+    g = torch.Generator().manual_seed(seed)
+    v, n, d = VIEWS[modality], TOKENS[modality], DIMS[modality]
+    return MediaInput(
+        modality, torch.randn(v, n, d, generator=g), torch.ones(v, n, dtype=torch.bool), instruction
+    )
+
+
+def test_every_modality_and_multi_input_prompts_pack_correctly(model):
+    k = model.cfg.projection.num_query_tokens
+    cues = model.cfg.prompt.cues
+    examples = [(fill_slots(instruction_prompt(m, "what is it ?"), [media(m)]), "a red cube") for m in DIMS]
+    pair = fill_slots(
+        discrn_prompt(["image", "pc"], "which is round ?", model.cfg.prompt.discrn_prefix),
+        [media("image"), media("pc")],
+    )
+    examples.append((pair, "first"))
+    batch = model.collate(examples)
+    assert batch.input_ids.shape == batch.attention_mask.shape == batch.labels.shape
+    tok = model.tokenizer
+    for row, (prompt, answer) in enumerate(examples):
+        n_soft = sum(k * VIEWS[s.modality] for s in prompt if isinstance(s, MediaInput))
+        text = "".join(cues[s.modality] if isinstance(s, MediaInput) else s for s in prompt)
+        n_text = len(tok(text)["input_ids"])  # with BOS
+        n_answer = len(tok(answer_text(answer), add_special_tokens=False)["input_ids"]) + 1  # + EOS
+        assert int(batch.attention_mask[row].sum()) == n_soft + n_text + n_answer
+        assert (
+            int(batch.attention_mask[row, : n_soft + n_text + n_answer].sum()) == n_soft + n_text + n_answer
+        )
+    for modality, mb in batch.media.items():
+        rows_expected = sum(
+            VIEWS[modality]
+            for p, _ in examples
+            for s in p
+            if isinstance(s, MediaInput) and s.modality == modality
+        )
+        assert mb.features.shape == (rows_expected, TOKENS[modality], DIMS[modality])
+        assert mb.mask.all() and mb.instr_ids is not None and mb.instr_ids.shape[0] == rows_expected
+        # views of one input are consecutive blocks of K placeholders, right after the cue
+        for m in range(rows_expected):
+            start = int(mb.starts[m])
+            cue_ids = tok(cues[modality], add_special_tokens=False)["input_ids"]
+            if int(mb.views[m]) == 0:
+                assert batch.input_ids[mb.rows[m], start - len(cue_ids) : start].tolist() == cue_ids
+            assert (batch.labels[mb.rows[m], start : start + k] == IGNORE).all()
+
+
+def test_text_segments_tokenize_like_the_whole_string(model):
+    prompt = instruction_prompt("image", "what colour is it ?")
+    caption = "a red round cube"
+    rendered = render_text(prompt, [caption], model.cfg.prompt.cues) + answer_text("red")
+    # segments meet at word boundaries, as every xib.prompts segment does (each starts with a space)
+    cuts = [i for i, ch in enumerate(rendered) if ch == " "][2:5]
+    as_segments = [rendered[: cuts[0]], rendered[cuts[0] : cuts[2]], rendered[cuts[2] :]]
+    batch = model.collate([(as_segments, None)])
+    whole = model.tokenizer(rendered)["input_ids"]
+    assert batch.input_ids[0].tolist() == whole
+
+
+def test_labels_mask_everything_but_the_answer(model):
+    examples = [
+        (fill_slots(instruction_prompt("image", "what colour ?"), [media("image")]), "red"),
+        (
+            fill_slots(instruction_prompt("video", "what does it do ?"), [media("video")]),
+            "it flies and sings",
+        ),
+    ]
+    batch = model.collate(examples)
+    eos = model.tokenizer.eos_token_id
+    for row, (_, answer) in enumerate(examples):
+        kept = batch.labels[row][batch.labels[row] != IGNORE].tolist()
+        assert kept == model.tokenizer(answer_text(answer), add_special_tokens=False)["input_ids"] + [eos]
+        n = int(batch.attention_mask[row].sum())
+        assert batch.labels[row, n - len(kept) : n].tolist() == kept  # the answer ends the sequence
+        assert (batch.labels[row, n:] == IGNORE).all()  # right padding
+
+
+def test_soft_tokens_land_in_their_placeholders(model):
+    inputs = [media("video", 1), media("pc", 2)]
+    prompt = fill_slots(discrn_prompt(["video", "pc"], "which ?", ""), inputs)
+    batch = model.collate([(prompt, "second")], padding_side="left")
+    with torch.no_grad():
+        embeds, _ = model.embed(batch)
+        soft = model.soft_tokens(inputs)
+    for mb_modality, index in (("video", 0), ("pc", 1)):
+        mb = batch.media[mb_modality]
+        start = int(mb.starts[0])
+        length = soft[index].shape[0]
+        assert soft[index].shape == (VIEWS[mb_modality] * 6, 32)
+        torch.testing.assert_close(embeds[0, start : start + length], soft[index])
+
+
+def test_no_cue_ablation_drops_the_cue(llm_dir):
+    m = tiny_model(llm_dir, {"image": 24})
+    with_cue = m.collate([(fill_slots(instruction_prompt("image", "what ?"), [media("image")]), None)])
+    m.cfg.prompt.use_cues = False
+    m.packer.use_cues = False
+    without = m.collate([(fill_slots(instruction_prompt("image", "what ?"), [media("image")]), None)])
+    cue_len = len(m.tokenizer(" image: ", add_special_tokens=False)["input_ids"])
+    assert with_cue.input_ids.shape[1] - without.input_ids.shape[1] == cue_len
+
+
+def test_gradients_reach_only_the_projections(llm_dir):
+    m = tiny_model(llm_dir, {"image": 24, "pc": 16}, dropout=0.0).train()
+    assert not m.llm.training and m.projections.training
+    batch = m.collate([(fill_slots(instruction_prompt("image", "what ?"), [media("image")]), "a red cube")])
+    m.loss(batch).backward()
+    assert all(p.grad is None for p in m.llm.parameters())
+    assert all(not p.requires_grad for p in m.llm.parameters())
+    image_grads = [p.grad for p in m.projections["image"].parameters()]
+    assert all(g is not None for g in image_grads) and sum(float(g.abs().sum()) for g in image_grads) > 0
+    assert all(p.grad is None for p in m.projections["pc"].parameters())  # not in this batch
+    assert {id(p) for p in m.trainable_parameters()} == {id(p) for p in m.projections.parameters()}
+
+
+def test_batched_loss_equals_per_sample_loss(model):
+    examples = [
+        (fill_slots(instruction_prompt("image", "what colour ?"), [media("image", 3)]), "red"),
+        (fill_slots(instruction_prompt("audio", "what sound is it ?"), [media("audio", 4)]), "it barks"),
+        (
+            fill_slots(
+                discrn_prompt(["image", "pc"], "which is big ?", "select one ."),
+                [media("image"), media("pc")],
+            ),
+            "second",
+        ),
+    ]
+    with torch.no_grad():
+        out = model(model.collate(examples))
+        singles = [model(model.collate([e])).per_sample_loss[0] for e in examples]
+        scores = model.score_candidates([examples[2][0]], ["first", "second"])
+    torch.testing.assert_close(out.per_sample_loss, torch.stack(singles), atol=1e-5, rtol=1e-5)
+    n_tokens = torch.tensor([2.0, 3.0, 2.0])  # answer words + EOS
+    torch.testing.assert_close(
+        out.loss, (out.per_sample_loss * n_tokens).sum() / n_tokens.sum(), atol=1e-5, rtol=1e-5
+    )
+    assert scores[0][1] == pytest.approx(float(singles[2]), abs=1e-5)
+    assert scores[0][0] != pytest.approx(scores[0][1], abs=1e-6)
+
+
+def test_loss_needs_answers_and_known_modalities(llm_dir):
+    m = tiny_model(llm_dir, {"image": 24})
+    with pytest.raises(XibError, match="answers"):
+        m.loss(m.collate([(["what ?"], None)]))
+    with pytest.raises(XibError, match="no projection"):
+        m.collate([([media("pc")], "x")])
+
+
+def test_caption_anchor_loss(model):
+    emb = model.input_embeddings
+    ids = model.tokenizer("a red cube", add_special_tokens=False)["input_ids"]
+    caption_ids = torch.tensor([ids])
+    caption_mask = torch.ones_like(caption_ids)
+    k = 6
+    exact = torch.cat([emb.weight[ids].detach(), torch.randn(k - len(ids), emb.weight.shape[1])])[None]
+    soft_mask = torch.ones(1, k, dtype=torch.bool)
+    # soft tokens past the caption's length are free: exact on the paired ones = zero loss
+    assert float(caption_anchor_loss(exact, soft_mask, caption_ids, caption_mask, emb, 1.0)) == pytest.approx(
+        0.0
+    )
+    zeros = torch.zeros(1, k, emb.weight.shape[1])
+    expected = emb.weight[ids].pow(2).mean() / emb.weight.pow(2).mean()
+    got = caption_anchor_loss(zeros, soft_mask, caption_ids, caption_mask, emb, 2.5)
+    assert float(got) == pytest.approx(2.5 * float(expected), rel=1e-5)
+
+    # through the model: gradients reach the projection
+    batch = model.collate(
+        [(fill_slots(instruction_prompt("image", "describe"), [media("image")]), "a red cube")],
+        captions=["a red cube"],
+    )
+    out = model(batch)
+    anchor = model.anchor_loss(batch, out, 1.0)
+    assert anchor.item() > 0
+    anchor.backward()
+    assert model.projections["image"].language_projection.weight.grad is not None
+    model.zero_grad(set_to_none=True)

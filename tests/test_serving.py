@@ -1,0 +1,132 @@
+"""The registered model served: pyfunc load by alias, `xib ask`, and `mlflow models serve` over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from xib.config import load_config
+from xib.data.media import encode
+from xib.eval.run import run_eval
+from xib.eval.testing import make_tiny_project
+from xib.registry import registry as reg
+
+OVERRIDES = [
+    "eval.modalities=[image,audio]",
+    "eval.discrn.pairs=[]",
+    "eval.tasks=[caption]",
+    "eval.plots=false",
+    "eval.threads=1",
+    "gate.model_name=xib-serve-test",
+]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    """A tiny project evaluated, gated, promoted to champion; plus an image and a WAV to ask about."""
+    root = tmp_path_factory.mktemp("serve")
+    old = os.environ.get("XIB_ROOT")
+    os.environ["XIB_ROOT"] = str(root)
+    try:
+        cfg = load_config(OVERRIDES)
+        make_tiny_project(cfg, modalities=("image", "audio"), items=3, real_encoders=True)
+        run_eval(cfg)
+        payload = reg.run_gate(cfg)
+        assert payload["decision"] == "promote" and not payload["promoted"]
+        assert reg.promote_version(cfg) == (payload["version"], None)
+    finally:
+        os.environ.pop("XIB_ROOT") if old is None else os.environ.__setitem__("XIB_ROOT", old)
+    rng = np.random.default_rng(0)
+    png, wav = root / "a.png", root / "b.wav"
+    png.write_bytes(encode("image", rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)))
+    wav.write_bytes(encode("audio", (0.1 * rng.standard_normal(16000)).astype(np.float32)))
+    return root, [str(png), str(wav)]
+
+
+def _expected(root: Path, media: list[str], question: str) -> str:
+    """The same question answered in-process from the project's own files (not the registry)."""
+    from xib.eval.run import checkpoint_dirs
+    from xib.eval.tasks import load_model_from_dirs
+    from xib.registry.pyfunc import modality_of
+
+    cfg = load_config([f"paths.root={root}", *OVERRIDES])
+    runner = load_model_from_dirs(cfg, checkpoint_dirs(cfg))
+    return runner.ask([(modality_of(m), Path(m).read_bytes()) for m in media], question)
+
+
+def test_champion_loads_as_pyfunc_and_answers_over_mixed_media(served, monkeypatch) -> None:
+    import mlflow
+
+    root, media = served
+    monkeypatch.setenv("XIB_ROOT", str(root))
+    cfg = load_config(OVERRIDES)
+    reg.client(cfg)
+    model = mlflow.pyfunc.load_model("models:/xib-serve-test@champion")
+    question = "which of the two is more likely in a city ?"
+    answers = model.predict([{"question": question, "media": media}, {"question": "what is this ?", "media": media[:1]}])
+    assert len(answers) == 2 and all(isinstance(a, str) for a in answers)
+    assert answers[0] == _expected(root, media, question)
+    with pytest.raises(Exception, match="needs at least one media file"):
+        model.predict([{"question": "hello", "media": []}])
+
+    res = subprocess.run(
+        [sys.executable, "-m", "xib.cli", "ask", "--model", "champion", "--input", media[0], "--input", media[1],
+         question, *OVERRIDES],
+        capture_output=True, text=True, env={**os.environ, "XIB_ROOT": str(root)}, timeout=300,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.endswith(answers[0] + "\n"), res.stdout[-500:]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_mlflow_models_serve_answers_http_on_loopback(served) -> None:
+    root, media = served
+    port = _free_port()
+    mlflow_bin = Path(sys.executable).with_name("mlflow")
+    env = {**os.environ, "XIB_ROOT": str(root), "MLFLOW_TRACKING_URI": f"sqlite:///{root}/mlflow.db",
+           "XIB_SERVE_THREADS": "1", "PATH": f"{mlflow_bin.parent}{os.pathsep}{os.environ.get('PATH', '')}"}  # fmt: skip
+    proc = subprocess.Popen(
+        [str(mlflow_bin), "models", "serve", "-m", "models:/xib-serve-test@champion", "--env-manager", "local",
+         "-h", "127.0.0.1", "-p", str(port), "--workers", "1"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"server did not come up: {proc.stdout.read()[-3000:] if proc.stdout else ''}")
+            time.sleep(0.5)
+        question = "which of the two is more likely in a city ?"
+        body = json.dumps({"dataframe_records": [{"question": question, "media": media}]}).encode()
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations", data=body, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(req, timeout=120) as r:
+            answer = json.loads(r.read())["predictions"]
+        assert answer == [_expected(root, media, question)]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, 15)  # the server and its uvicorn worker, started in their own session
+            proc.wait(timeout=30)
+        shutil.rmtree(root / "mlruns" / ".trash", ignore_errors=True)

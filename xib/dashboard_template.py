@@ -1,0 +1,177 @@
+"""The ops dashboard's page (Jinja2; xib/dashboard.py fills it). Self-contained: no script, font or
+image is fetched, the plots are inline SVG."""
+
+TEMPLATE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>xib ops — {{ registry.model }}</title>
+<style>
+  :root { --fg: #1f2328; --muted: #59636e; --line: #d1d9e0; --ok: #1a7f37; --bad: #cf222e; --accent: #0969da; }
+  body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: var(--fg); margin: 0; background: #f6f8fa; }
+  header { background: #24292f; color: #fff; padding: 14px 28px; }
+  header h1 { margin: 0; font-size: 20px; }
+  header p { margin: 4px 0 0; color: #d0d7de; font-size: 12px; }
+  main { padding: 16px 28px 40px; max-width: 1500px; }
+  section { background: #fff; border: 1px solid var(--line); border-radius: 6px; padding: 12px 18px; margin: 14px 0; }
+  h2 { font-size: 16px; margin: 4px 0 10px; }
+  h3 { font-size: 14px; margin: 14px 0 6px; }
+  table { border-collapse: collapse; width: 100%; font-size: 13px; }
+  th, td { text-align: left; padding: 5px 8px; border-bottom: 1px solid var(--line); vertical-align: top; }
+  th { background: #f6f8fa; font-weight: 600; }
+  td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+  code, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: 12px; }
+  .badge { display: inline-block; padding: 1px 8px; border-radius: 10px; color: #fff; font-size: 12px; font-weight: 600; }
+  .promote { background: var(--ok); } .refuse { background: var(--bad); } .undecided { background: #6e7781; }
+  .alias { display: inline-block; border: 1px solid var(--accent); color: var(--accent); border-radius: 10px; padding: 0 7px; font-size: 12px; margin-right: 3px; }
+  .note { color: var(--muted); font-style: italic; }
+  .failed { color: var(--bad); font-weight: 600; }
+  .passed { color: var(--ok); }
+  td.below { background: #ffebe9; color: var(--bad); font-weight: 600; }
+  .cards { display: flex; gap: 14px; flex-wrap: wrap; }
+  .card { border: 1px solid var(--line); border-radius: 6px; padding: 8px 14px; min-width: 160px; }
+  .card .big { font-size: 24px; font-weight: 700; }
+  .card .label { color: var(--muted); font-size: 12px; }
+  ul.checks { margin: 4px 0 0; padding-left: 18px; }
+  .plot svg { max-width: 100%; height: auto; }
+</style>
+</head>
+<body>
+<header>
+  <h1>xib operations — model <code>{{ registry.model }}</code></h1>
+  <p>generated {{ generated }} · registry <span class="mono">{{ registry.uri }}</span> · runs from {{ runs.source }}</p>
+</header>
+<main>
+
+<section id="champion" data-champion="{{ registry.get('champion', '') }}">
+  <h2>Champion</h2>
+  {% if registry.note %}
+  <p class="note" id="registry-note">{{ registry.note }}</p>
+  {% else %}
+  <div class="cards">
+    <div class="card"><div class="label">champion</div><div class="big">{{ ('v' ~ registry.champion) if registry.champion else 'none' }}</div></div>
+    {% for alias, version in registry.aliases|dictsort %}{% if alias != 'champion' %}
+    <div class="card"><div class="label">{{ alias }}</div><div class="big">v{{ version }}</div></div>
+    {% endif %}{% endfor %}
+    <div class="card"><div class="label">registered versions</div><div class="big">{{ registry.versions|length }}</div></div>
+  </div>
+  <h3>Champion lineage (<code>xib.champion_history</code>)</h3>
+  {% if registry.history %}
+  <p id="history">{% for v in registry.history %}<span class="alias">v{{ v }}</span>{% if not loop.last %} → {% endif %}{% endfor %}</p>
+  {% else %}<p class="note">No champion has been promoted yet.</p>{% endif %}
+  <h3>Promotions and rollbacks</h3>
+  {% if registry.events %}
+  <table id="events">
+    <tr><th>when (UTC)</th><th>version</th><th>event</th></tr>
+    {% for e in registry.events %}
+    <tr class="event" data-version="{{ e.version }}" data-event="{{ e.event }}"><td class="mono">{{ e.time }}</td><td>v{{ e.version }}</td><td>{{ e.event }}</td></tr>
+    {% endfor %}
+  </table>
+  {% else %}<p class="note">No promotion or rollback recorded.</p>{% endif %}
+  {% endif %}
+</section>
+
+{% if not registry.note %}
+<section id="versions">
+  <h2>Registered versions and the gate's verdicts</h2>
+  {% if registry.versions %}
+  <table>
+    <tr><th>version</th><th>registered (UTC)</th><th>aliases</th><th>gate</th><th>judged against</th><th>reasons</th></tr>
+    {% for v in registry.versions|reverse %}
+    <tr class="version" data-version="{{ v.version }}" data-decision="{{ v.decision or 'undecided' }}">
+      <td><b>v{{ v.version }}</b></td>
+      <td class="mono">{{ v.created }}</td>
+      <td>{% for a in v.aliases %}<span class="alias">{{ a }}</span>{% endfor %}</td>
+      <td><span class="badge {{ v.decision or 'undecided' }}">{{ v.decision or 'not judged' }}</span></td>
+      <td>{{ ('v' ~ v.judged_against) if v.judged_against else ('no champion' if v.decision else '') }}</td>
+      <td>
+        {% if v.checks %}
+        <ul class="checks">
+          {% for c in v.checks %}
+          <li class="check {{ 'failed' if c.failed else 'passed' }}" data-rule="{{ c.rule }}" data-metric="{{ c.metric }}">[{{ c.rule }}] {{ c.reason }}</li>
+          {% endfor %}
+        </ul>
+        {% elif v.summary %}{{ v.summary }}{% else %}<span class="note">no gate verdict recorded</span>{% endif %}
+      </td>
+    </tr>
+    {% endfor %}
+  </table>
+  {% else %}<p class="note">The registered model has no versions.</p>{% endif %}
+</section>
+
+<section id="metrics">
+  <h2>Metrics against the gate</h2>
+  <p>Floors: {% if registry.floors %}{% for m, f in registry.floors|dictsort %}<code>{{ m }}</code> ≥ {{ f|num }}{% if not loop.last %}, {% endif %}{% endfor %}{% else %}<span class="note">none configured (gate.floors)</span>{% endif %}.
+  Against the champion: a drop of at most {{ registry.policy.tolerance|num }}{% for p, t in registry.policy.tolerances|dictsort %}, {{ t|num }} on <code>{{ p }}</code>{% endfor %};
+  no drop at all on {% for m in registry.policy.no_drop %}<code>{{ m }}</code>{% if not loop.last %}, {% endif %}{% endfor %}.</p>
+  {% if registry.metric_names %}
+  <table id="metric-table">
+    <tr><th>metric</th><th class="num">floor</th>{% for v in registry.versions %}<th class="num">v{{ v.version }}</th>{% endfor %}</tr>
+    {% for m in registry.metric_names %}
+    <tr class="metric" data-metric="{{ m }}">
+      <td><code>{{ m }}</code></td>
+      <td class="num">{{ registry.floors[m]|num if m in registry.floors else '' }}</td>
+      {% for v in registry.versions %}
+      <td class="num{{ ' below' if m in v.below_floor else '' }}">{{ v.metrics[m]|num if m in v.metrics else '—' }}</td>
+      {% endfor %}
+    </tr>
+    {% endfor %}
+  </table>
+  {% if plot %}<h3>Gated metrics over versions</h3>
+  <p class="note">Green: passed the gate; red: refused; ringed: was champion; dashed: the floor.</p>
+  <div class="plot">{{ plot }}</div>{% endif %}
+  {% else %}<p class="note">No version has logged metrics.</p>{% endif %}
+</section>
+{% endif %}
+
+<section id="runs">
+  <h2>Recent pipeline runs</h2>
+  <p>From {{ runs.source }}.{% if runs.scheduled %} {{ runs.scheduled }} scheduled run(s) waiting.{% endif %}</p>
+  {% if runs.note %}<p class="note" id="runs-note">{{ runs.note }}</p>{% endif %}
+  {% if runs.runs %}
+  <table>
+    <tr><th>flow</th><th>run</th><th>deployment</th><th>state</th><th>started (UTC)</th><th class="num">duration</th></tr>
+    {% for r in runs.runs %}
+    <tr class="run" data-flow="{{ r.flow }}" data-state="{{ r.state_type }}">
+      <td><b>{{ r.flow }}</b></td><td class="mono">{{ r.name }}</td><td>{{ r.deployment }}</td>
+      <td><span class="badge" style="background: {{ r.colour }}">{{ r.state_name or r.state_type }}</span></td>
+      <td class="mono">{{ r.start }}</td><td class="num">{{ r.duration_s|seconds }}</td>
+    </tr>
+    {% endfor %}
+  </table>
+  {% endif %}
+</section>
+
+<section id="data">
+  <h2>Data set versions</h2>
+  {% if data.lock %}
+  <h3>DVC outputs (<span class="mono">{{ data.lock_file }}</span>)</h3>
+  <table>
+    <tr><th>stage</th><th>output</th><th>md5</th><th class="num">size</th><th class="num">files</th></tr>
+    {% for o in data.lock %}
+    <tr class="dvc-out" data-stage="{{ o.stage }}"><td>{{ o.stage }}</td><td class="mono">{{ o.path }}</td><td class="mono">{{ o.md5 }}</td><td class="num">{{ '{:,}'.format(o.size) }}</td><td class="num">{{ o.files }}</td></tr>
+    {% endfor %}
+  </table>
+  {% else %}<p class="note">No dvc.lock: the pipeline has not been run by `dvc repro` here.</p>{% endif %}
+  <h3>Stages completed by the Prefect flows / <code>xib repro</code></h3>
+  {% if data.records %}
+  <table>
+    <tr><th>stage</th><th>finished (UTC)</th><th>key (command, inputs, parameters)</th></tr>
+    {% for r in data.records %}<tr class="stage-record" data-stage="{{ r.stage }}"><td>{{ r.stage }}</td><td class="mono">{{ r.done }}</td><td class="mono">{{ r.key[:16] }}</td></tr>{% endfor %}
+  </table>
+  {% else %}<p class="note">No stage records under .cache/stages.</p>{% endif %}
+  <h3>World manifests</h3>
+  {% if data.manifests %}
+  <p>Combined: <code id="world-hash">{{ data.world_hash[:16] }}</code></p>
+  <table>
+    <tr><th>modality</th><th>split</th><th>sha256</th><th class="num">bytes</th></tr>
+    {% for m in data.manifests %}<tr class="manifest"><td>{{ m.modality }}</td><td>{{ m.split }}</td><td class="mono">{{ m.sha256[:16] }}</td><td class="num">{{ '{:,}'.format(m.bytes) }}</td></tr>{% endfor %}
+  </table>
+  {% else %}<p class="note">No world manifests under the data folder yet.</p>{% endif %}
+</section>
+
+</main>
+</body>
+</html>
+"""

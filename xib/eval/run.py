@@ -1,0 +1,147 @@
+"""`xib eval`: every benchmark of the candidate in `artifacts/align/`, written atomically.
+
+Outputs under `cfg.eval.output` (default `artifacts/eval/`):
+- `metrics.json`: flat {metric: value} (a DVC metrics file), written last;
+- `candidate.json`: what was evaluated (checkpoint hashes, encoder fingerprints, data hashes);
+  the gate registers a candidate only when its checkpoints still match these hashes;
+- `report.json`: predictions, DisCRn records and confusion, timings;
+- `plots/*.png`.
+Nothing is written unless every benchmark finished.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from xib.errors import XibError
+from xib.io import atomic_path, write_json
+
+log = logging.getLogger(__name__)
+
+
+def checkpoint_dirs(cfg: Any) -> dict[str, Path]:
+    """`artifacts/align/<m>/` of every modality `cfg.eval.modalities` names; all must exist."""
+    from xib.registry.pyfunc import projection_dirs
+
+    found = projection_dirs(Path(str(cfg.paths.artifacts)))
+    wanted = list(cfg.eval.modalities)
+    missing = [m for m in wanted if m not in found]
+    if missing:
+        raise XibError(
+            f"no trained projection for {missing} under {Path(str(cfg.paths.artifacts)) / 'align'} "
+            f"(run `xib align modality=...`, or narrow eval.modalities)"
+        )
+    return {m: found[m] for m in wanted}
+
+
+def candidate_provenance(cfg: Any, checkpoints: dict[str, Path]) -> dict[str, Any]:
+    from xib.models.checkpoint import read_projection_info
+    from xib.registry.registry import checkpoint_hashes, data_hashes
+
+    fingerprints = {}
+    for modality, folder in checkpoints.items():
+        info = read_projection_info(folder)
+        fingerprints[modality] = str(info.get("provenance", {}).get("encoder_fingerprint", ""))
+    return {
+        "checkpoints": checkpoint_hashes(checkpoints),
+        "fingerprints": fingerprints,
+        "data": data_hashes(cfg),
+        "llm": str(cfg.model.llm.path),
+        "split": str(cfg.eval.split),
+    }
+
+
+def build_runner(cfg: Any, checkpoints: dict[str, Path], batch_size: int | None = None) -> Any:
+    import torch
+
+    from xib.eval.tasks import Runner
+    from xib.models.checkpoint import compose_model
+    from xib.train.features import cache_dir
+
+    if int(cfg.eval.threads) > 0:
+        torch.set_num_threads(int(cfg.eval.threads))
+    model = compose_model(cfg.model, checkpoints)
+    model.eval()
+    feature_dirs = {m: cache_dir(cfg, m, str(cfg.eval.split)) for m in checkpoints}
+    return Runner(model, cfg, batch_size=batch_size or int(cfg.eval.batch_size), feature_dirs=feature_dirs)
+
+
+def evaluate(cfg: Any, runner: Any) -> tuple[dict[str, float], dict[str, Any]]:
+    """All benchmarks with `runner`; returns (metrics, report). Writes nothing."""
+    from xib.eval.discrn import evaluate_pair, load_items
+    from xib.eval.tasks import evaluate_modality, read_records
+
+    split, limit = str(cfg.eval.split), int(cfg.eval.max_items_per_task)
+    data = Path(str(cfg.paths.data))
+    metrics: dict[str, float] = {}
+    report: dict[str, Any] = {"predictions": [], "discrn": {}, "timings": {}}
+    available = set(runner.feature_dirs)
+    for modality in cfg.eval.modalities:
+        start = time.perf_counter()
+        rows = read_records(data / "instruct" / modality / f"{split}.jsonl", limit)
+        values, preds = evaluate_modality(
+            runner, modality, rows, list(cfg.eval.tasks), list(cfg.eval.classify_scoring)
+        )
+        metrics.update(values)
+        report["predictions"] += preds
+        report["timings"][f"single/{modality}"] = {"items": len(rows), "seconds": time.perf_counter() - start}
+        log.info("%s: %s", modality, {k: round(v, 4) for k, v in values.items()})
+    for pair in cfg.eval.discrn.pairs:
+        items = load_items(data / "discrn" / pair / f"{split}.json", limit)
+        needed = {m for it in items for m in it.modalities}
+        if not needed <= available:
+            log.warning("DisCRn %s skipped: no projection for %s", pair, sorted(needed - available))
+            continue
+        start = time.perf_counter()
+        values, details = evaluate_pair(runner, pair, items, cfg)
+        metrics.update(values)
+        report["discrn"].update(details)
+        report["timings"][f"discrn/{pair}"] = {"items": len(items), "seconds": time.perf_counter() - start}
+        log.info("DisCRn %s: %s", pair, {k: round(v, 4) for k, v in values.items()})
+    return metrics, report
+
+
+def run_eval(cfg: Any, runner: Any = None) -> dict[str, float]:
+    """Evaluate the candidate, write metrics.json/candidate.json/report.json/plots, log to MLflow."""
+    checkpoints = checkpoint_dirs(cfg)
+    provenance = candidate_provenance(cfg, checkpoints)
+    runner = runner if runner is not None else build_runner(cfg, checkpoints)
+    start = time.perf_counter()
+    metrics, report = evaluate(cfg, runner)
+    report["timings"]["total_seconds"] = time.perf_counter() - start
+    if not metrics:
+        raise XibError("the evaluation produced no metrics (no tasks, modalities or pairs selected)")
+    # Re-hash after the run: checkpoints replaced while evaluating would make these numbers lie.
+    if candidate_provenance(cfg, checkpoints)["checkpoints"] != provenance["checkpoints"]:
+        raise XibError("projection checkpoints changed during the evaluation; run `xib eval` again")
+
+    out = Path(str(cfg.eval.output))
+    plots: list[Path] = []
+    if bool(cfg.eval.plots):
+        from xib.eval.plots import write_all
+
+        with atomic_path(out / "plots") as tmp:
+            made = write_all(metrics, report["discrn"], list(cfg.eval.discrn.pairs), tmp)
+        plots = [out / "plots" / p.name for p in made]
+    write_json(out / "report.json", report)
+    write_json(out / "candidate.json", {**provenance, "metrics": metrics})
+    write_json(out / "metrics.json", metrics)  # last: its presence means the evaluation finished
+    if str(cfg.eval.mlflow_run_id):
+        log_to_mlflow(cfg, str(cfg.eval.mlflow_run_id), metrics, plots, out / "report.json")
+    return metrics
+
+
+def log_to_mlflow(cfg: Any, run_id: str, metrics: dict[str, float], plots: list[Path], report: Path) -> None:
+    from xib.registry.registry import client
+
+    mc = client(cfg)
+    stamp = int(time.time() * 1000)
+    from mlflow.entities import Metric
+
+    mc.log_batch(run_id, metrics=[Metric(k, float(v), stamp, 0) for k, v in sorted(metrics.items())])
+    for plot in plots:
+        mc.log_artifact(run_id, str(plot), artifact_path="eval/plots")
+    mc.log_artifact(run_id, str(report), artifact_path="eval")
