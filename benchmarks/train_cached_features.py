@@ -54,9 +54,96 @@ def write_items(root: Path, modality: str, n: int, cfg) -> Path:  # noqa: ANN001
             data = encode(modality, random_media(modality, rng, cfg))
             item_id = f"{modality}-{i:06d}"
             uri = writer.write(f"{item_id}.{ext}", data)
-            rows.append({"id": item_id, "entity_id": f"e{i}", "kind": "cube", "modality": modality, "uri": uri,
-                         "caption": "a red cube", "split": "train", "source": "world", "checksum": sha256(data)})
+            rows.append(
+                {
+                    "id": item_id,
+                    "entity_id": f"e{i}",
+                    "kind": "cube",
+                    "modality": modality,
+                    "uri": uri,
+                    "caption": "a red cube",
+                    "split": "train",
+                    "source": "world",
+                    "checksum": sha256(data),
+                }
+            )
     return write_manifest(pd.DataFrame(rows), folder / "manifest.parquet")
+
+
+def bench_modality(root: Path, llm: Path, modality: str, items: int, steps: int) -> dict:
+    import torch
+
+    from xib.config import load_config
+    from xib.data.manifest import read_manifest
+    from xib.data.media import decode
+    from xib.data.shards import read_media_bytes
+    from xib.models.encoders import build_encoder
+    from xib.train import model_setup
+    from xib.train.features import FeatureStore, build_cache
+    from xib.train.worker import param_groups
+
+    cfg = load_config([f"modality={modality}", f"model.llm.path={llm}"])
+    micro = int(cfg.train.micro_batch_size)
+    manifest = write_items(root, modality, items, cfg)
+    encoder = build_encoder(modality, cfg.model.encoders[modality])
+    t0 = time.perf_counter()
+    store = FeatureStore(build_cache(cfg, modality, "train", encoder=encoder))
+    cache_s = time.perf_counter() - t0
+    df = read_manifest(manifest).set_index("id")
+    torch.manual_seed(0)
+    setup = model_setup.build(cfg, modality, store.feature_dim, torch.device("cpu"))
+    optimizer = torch.optim.AdamW(param_groups(setup.objective, 0.05), lr=1e-4)
+    ids = store.ids()
+
+    def batch_ids(step: int) -> list[str]:
+        return [ids[(step * micro + j) % len(ids)] for j in range(micro)]
+
+    def record(item_id: str, features, mask) -> dict:  # noqa: ANN001
+        return {
+            "item_id": item_id,
+            "instruction": "describe it.",
+            "answer": "a red cube",
+            "caption": "a red cube",
+            "features": features,
+            "mask": mask,
+        }
+
+    def cached(step: int) -> list[dict]:
+        return [record(i, *store.get(i)) for i in batch_ids(step)]
+
+    def online(step: int) -> list[dict]:  # the reference way: media -> decode -> encoder, every step
+        chosen = batch_ids(step)
+        arrays = [decode(modality, read_media_bytes(df.loc[i, "uri"], manifest.parent)) for i in chosen]
+        with torch.inference_mode():
+            out = encoder(encoder.preprocess(arrays))
+        return [record(i, f.clone(), m.clone()) for i, f, m in zip(chosen, out.features, out.mask)]
+
+    def train_step(records: list[dict]) -> None:
+        out = setup.objective(setup.collate(records))
+        out["loss"].backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    timings = {}
+    for name, fetch in (("cached", cached), ("encoder_every_step", online)):
+        train_step(fetch(0))  # warm-up
+        start = time.perf_counter()
+        for step in range(1, steps + 1):
+            train_step(fetch(step))
+        timings[name] = (time.perf_counter() - start) / steps * 1000
+    ratio = timings["encoder_every_step"] / timings["cached"]
+    print(
+        f"{modality}: cached {timings['cached']:.1f} ms/step, encoder every step "
+        f"{timings['encoder_every_step']:.1f} ms/step -> {ratio:.2f}x (cache built in {cache_s:.1f} s "
+        f"for {items} items, micro batch {micro})",
+        flush=True,
+    )
+    return {
+        **{k: round(v, 1) for k, v in timings.items()},
+        "speedup": round(ratio, 2),
+        "cache_build_s": round(cache_s, 1),
+        "micro_batch": micro,
+    }
 
 
 def main() -> None:
@@ -70,15 +157,6 @@ def main() -> None:
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     from test_train_fixtures import COLOURS, KINDS, save_tiny_llm
 
-    from xib.config import load_config
-    from xib.data.manifest import read_manifest
-    from xib.data.media import decode
-    from xib.data.shards import read_media_bytes
-    from xib.models.encoders import build_encoder
-    from xib.train import model_setup
-    from xib.train.features import FeatureStore, build_cache
-    from xib.train.worker import param_groups
-
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -86,55 +164,7 @@ def main() -> None:
         words = ["image:", "3d:", "audio:", "video:", "describe", "it.", "a", *KINDS, *COLOURS]
         llm = save_tiny_llm(root / "llm", words, hidden=128, layers=4)
         for modality in args.modalities.split(","):
-            cfg = load_config([f"modality={modality}", f"model.llm.path={llm}"])
-            micro = int(cfg.train.micro_batch_size)
-            manifest = write_items(root, modality, args.items, cfg)
-            encoder = build_encoder(modality, cfg.model.encoders[modality])
-            t0 = time.perf_counter()
-            store = FeatureStore(build_cache(cfg, modality, "train", encoder=encoder))
-            cache_s = time.perf_counter() - t0
-            df = read_manifest(manifest).set_index("id")
-            torch.manual_seed(0)
-            setup = model_setup.build(cfg, modality, store.feature_dim, torch.device("cpu"))
-            optimizer = torch.optim.AdamW(param_groups(setup.objective, 0.05), lr=1e-4)
-            ids = store.ids()
-
-            def batch_ids(step: int) -> list[str]:
-                return [ids[(step * micro + j) % len(ids)] for j in range(micro)]
-
-            def record(item_id: str, features, mask):  # noqa: ANN001
-                return {"item_id": item_id, "instruction": "describe it.", "answer": "a red cube",
-                        "caption": "a red cube", "features": features, "mask": mask}
-
-            def cached(step: int) -> list[dict]:
-                return [record(i, *store.get(i)) for i in batch_ids(step)]
-
-            def online(step: int) -> list[dict]:
-                chosen = batch_ids(step)
-                arrays = [decode(modality, read_media_bytes(df.loc[i, "uri"], manifest.parent)) for i in chosen]
-                with torch.inference_mode():
-                    out = encoder(encoder.preprocess(arrays))
-                return [record(i, f.clone(), m.clone()) for i, f, m in zip(chosen, out.features, out.mask)]
-
-            def train_step(records: list[dict]) -> None:
-                out = setup.objective(setup.collate(records))
-                out["loss"].backward()
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-
-            timings = {}
-            for name, fetch in (("cached", cached), ("encoder_every_step", online)):
-                train_step(fetch(0))  # warm-up
-                start = time.perf_counter()
-                for step in range(1, args.steps + 1):
-                    train_step(fetch(step))
-                timings[name] = (time.perf_counter() - start) / args.steps * 1000
-            ratio = timings["encoder_every_step"] / timings["cached"]
-            results[modality] = {**{k: round(v, 1) for k, v in timings.items()}, "speedup": round(ratio, 2),
-                                 "cache_build_s": round(cache_s, 1), "micro_batch": micro}
-            print(f"{modality}: cached {timings['cached']:.1f} ms/step, encoder every step "
-                  f"{timings['encoder_every_step']:.1f} ms/step -> {ratio:.2f}x (cache built in {cache_s:.1f} s "
-                  f"for {args.items} items)", flush=True)
+            results[modality] = bench_modality(root, llm, modality, args.items, args.steps)
     print(json.dumps(results, indent=1))
 
 

@@ -76,10 +76,14 @@ def main() -> None:
             memory = next(e["ranks"] for e in events if e.get("event") == "memory")
             trainable = next(e["trainable"] for e in events if e.get("event") == "start")
             results[stage] = {"status": status, "trainable": trainable, "ranks": memory}
-            print(f"ZeRO-{stage}: {trainable:,} trainable; " + "; ".join(
-                f"rank {r}: peak RSS {m['peak_rss_mb']:.0f} MB, optimizer state held {m['optimizer_held_mb']:.0f} MB"
-                for r, m in enumerate(memory)
-            ), flush=True)
+            print(
+                f"ZeRO-{stage}: {trainable:,} trainable; "
+                + "; ".join(
+                    f"rank {r}: RSS {m['rss_mb']:.0f} MB (peak {m['peak_rss_mb']:.0f}), optimizer state held {m['optimizer_held_mb']:.0f} MB"
+                    for r, m in enumerate(memory)
+                ),
+                flush=True,
+            )
             import shutil
 
             shutil.rmtree(root / "artifacts" / "align", ignore_errors=True)

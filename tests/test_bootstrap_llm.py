@@ -22,6 +22,7 @@ TINY = [
     "data.corpus.caption_lines=60",
     "data.corpus.instruction_lines=60",
     "data.corpus.comparison_lines=300",
+    "data.corpus.comparison_pairs=[image_pc,pc_image,video_audio]",
     "bootstrap.llm.arch.hidden_size=16",
     "bootstrap.llm.arch.intermediate_size=32",
     "bootstrap.llm.arch.num_hidden_layers=1",

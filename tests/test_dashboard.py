@@ -112,8 +112,8 @@ def _build_registry(cfg, tmp: Path) -> None:
     registry.rollback(cfg)
 
 
-def _run_flows(env: dict) -> dict[str, str]:
-    """A flow that completes and one that fails, against the test's Prefect server; their run names."""
+def _start_flows(env: dict) -> subprocess.Popen:
+    """A flow that completes and one that fails, against the test's Prefect server."""
     script = textwrap.dedent(
         """
         import json
@@ -132,12 +132,18 @@ def _run_flows(env: dict) -> dict[str, str]:
         print(json.dumps({k: str(v) for k, v in names.items()}))
         """
     )
-    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=180)
-    assert done.returncode == 0, done.stderr[-3000:]
-    ids = json.loads(done.stdout.strip().splitlines()[-1])
+    return subprocess.Popen(
+        [sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def _run_names(flows: subprocess.Popen, api: str) -> dict[str, str]:
+    out, err = flows.communicate(timeout=180)
+    assert flows.returncode == 0, err[-3000:]
+    ids = json.loads(out.strip().splitlines()[-1])
     names = {}
     for flow, run_id in ids.items():
-        with urllib.request.urlopen(f"{env['PREFECT_API_URL']}/flow_runs/{run_id}", timeout=10) as response:
+        with urllib.request.urlopen(f"{api}/flow_runs/{run_id}", timeout=10) as response:
             names[flow] = json.loads(response.read())["name"]
     return names
 
@@ -155,8 +161,9 @@ def test_dashboard_shows_registry_history_runs_and_data(dashboard_cfg, prefect_s
     from xib.dashboard import write_dashboard
 
     cfg = dashboard_cfg
+    flows = _start_flows(dict(prefect_server))  # runs while the registry is built
     _build_registry(cfg, tmp_path)
-    run_names = _run_flows(dict(prefect_server))
+    run_names = _run_names(flows, prefect_server["PREFECT_API_URL"])
     manifest = xib_root / "data/world/image/train/manifest.parquet"
     manifest.parent.mkdir(parents=True)
     manifest.write_bytes(b"PAR1 not really parquet, only hashed")
@@ -173,7 +180,11 @@ def test_dashboard_shows_registry_history_runs_and_data(dashboard_cfg, prefect_s
 
     assert dom.by_id("champion")["attrs"]["data-champion"] == "1"  # rolled back from v3
     rows = {e["attrs"]["data-version"]: e for e in dom.with_class("version")}
-    assert {v: e["attrs"]["data-decision"] for v, e in rows.items()} == {"1": "promote", "2": "refuse", "3": "promote"}
+    assert {v: e["attrs"]["data-decision"] for v, e in rows.items()} == {
+        "1": "promote",
+        "2": "refuse",
+        "3": "promote",
+    }
     assert "below the floor 0.5" in rows["2"]["text"] and "drops (may not drop)" in rows["2"]["text"]
     failed = [e for e in dom.with_class("failed") if e["tag"] == "li"]
     assert {(e["attrs"]["data-rule"], e["attrs"]["data-metric"]) for e in failed} == {
@@ -182,6 +193,8 @@ def test_dashboard_shows_registry_history_runs_and_data(dashboard_cfg, prefect_s
     }
     assert "meets the floor 0.5" in rows["3"]["text"] and "vs champion 0.62" in rows["3"]["text"]
     assert "champion" in rows["1"]["text"] and "challenger" in rows["3"]["text"]
+    assert [e["text"].split()[:2] for e in dom.with_class("rolled-back")] == [["rolled", "back"]]
+    assert "rolled back" in rows["3"]["text"] and "rolled back" not in rows["1"]["text"]
     events = [(e["attrs"]["data-version"], e["attrs"]["data-event"]) for e in dom.with_class("event")]
     assert events == [("1", "promoted"), ("3", "promoted"), ("3", "rolled back")]
     assert dom.by_id("history")["text"].split() == ["v1"]

@@ -64,8 +64,13 @@ def test_batched_scoring_matches_one_at_a_time(cfg) -> None:
     from xib.eval.tasks import _prompts, read_records
 
     checkpoints = checkpoint_dirs(cfg)
-    batched, single = build_runner(cfg, checkpoints, batch_size=8), build_runner(cfg, checkpoints, batch_size=1)
-    rows = [r for r in read_records(Path(cfg.paths.data) / "instruct/image/test.jsonl") if r["task"] == "classify"]
+    batched, single = (
+        build_runner(cfg, checkpoints, batch_size=8),
+        build_runner(cfg, checkpoints, batch_size=1),
+    )
+    rows = [
+        r for r in read_records(Path(cfg.paths.data) / "instruct/image/test.jsonl") if r["task"] == "classify"
+    ]
     cands = [r["candidates"] for r in rows]
     a = batched.score(_prompts(batched, "image", rows), cands)
     b = single.score(_prompts(single, "image", rows), cands)

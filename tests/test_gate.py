@@ -44,7 +44,11 @@ def test_gate_promotes_a_planted_improvement_and_tolerates_noise() -> None:
     candidate["baseline/oracle_caption/image_pc"] = 0.1  # not a compared metric: reported, not gated
     decision = decide(candidate, CHAMPION, **POLICY)
     assert decision.promote, decision.summary()
-    assert {c.metric for c in decision.checks} >= {"discrn/image_pc", "qa/image/accuracy", "caption/image/cider"}
+    assert {c.metric for c in decision.checks} >= {
+        "discrn/image_pc",
+        "qa/image/accuracy",
+        "caption/image/cider",
+    }
     assert all(c.reason for c in decision.checks)
 
 

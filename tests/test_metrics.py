@@ -9,7 +9,12 @@ from xib.eval.discrn import interpret_answer, picks_from_losses
 
 FIRST = ["first", "1st", "left", "(a)"]
 SECOND = ["second", "2nd", "right", "(b)"]
-NAMES = {"image": ["image", "picture"], "pc": ["3d", "point cloud"], "audio": ["audio", "sound"], "video": ["video"]}
+NAMES = {
+    "image": ["image", "picture"],
+    "pc": ["3d", "point cloud"],
+    "audio": ["audio", "sound"],
+    "video": ["video"],
+}
 
 
 def test_vqa_normalisation_follows_the_official_rules() -> None:
@@ -33,8 +38,12 @@ def test_vqa_accuracy_with_many_and_with_one_reference() -> None:
 
 def test_cider_rewards_consensus_and_rejects_mismatched_ids() -> None:
     refs = {"a": ["a red ball on grass"], "b": ["a blue cube on sand"], "c": ["a green cone in water"]}
-    perfect = m.cider({"a": "a red ball on grass", "b": "a blue cube on sand", "c": "a green cone in water"}, refs)
-    worse = m.cider({"a": "a red ball on grass", "b": "a blue cone in water", "c": "a green cube on sand"}, refs)
+    perfect = m.cider(
+        {"a": "a red ball on grass", "b": "a blue cube on sand", "c": "a green cone in water"}, refs
+    )
+    worse = m.cider(
+        {"a": "a red ball on grass", "b": "a blue cone in water", "c": "a green cube on sand"}, refs
+    )
     wrong = m.cider({"a": "dog", "b": "dog", "c": "dog"}, refs)
     assert perfect > worse > wrong == 0.0
     with pytest.raises(ValueError):

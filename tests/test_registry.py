@@ -106,7 +106,11 @@ def test_racing_promotions_leave_one_consistent_champion(cfg, tmp_path: Path) ->
     env = dict(os.environ)
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", RACER, v, v1, str(go)], cwd=REPO, env=env, stdout=subprocess.PIPE, text=True
+            [sys.executable, "-c", RACER, v, v1, str(go)],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         for v in (v2, v3)
     ]

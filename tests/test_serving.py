@@ -73,7 +73,9 @@ def test_champion_loads_as_pyfunc_and_answers_over_mixed_media(served, monkeypat
     reg.client(cfg)
     model = mlflow.pyfunc.load_model("models:/xib-serve-test@champion")
     question = "which of the two is more likely in a city ?"
-    answers = model.predict([{"question": question, "media": media}, {"question": "what is this ?", "media": media[:1]}])
+    answers = model.predict(
+        [{"question": question, "media": media}, {"question": "what is this ?", "media": media[:1]}]
+    )
     assert len(answers) == 2 and all(isinstance(a, str) for a in answers)
     assert answers[0] == _expected(root, media, question)
     with pytest.raises(Exception, match="needs at least one media file"):

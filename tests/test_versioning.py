@@ -75,6 +75,9 @@ def test_same_seed_same_dvc_hash(twin_repos):
     assert hashes["world"].endswith(".dir") and len(hashes["world"]) == 36
     assert recorded_hashes(_cfg(first)) == hashes == recorded_hashes(_cfg(second))
     assert (first / "data" / "world.dvc").is_file()
+    assert (
+        f"site_cache_dir = {first / '.cache' / 'dvc-site'}" in (first / ".dvc" / "config.local").read_text()
+    )
     assert "/world" in (first / "data" / ".gitignore").read_text()  # the data stays out of git
 
 
@@ -161,7 +164,7 @@ def test_push_pull_s3_remote(twin_repos, moto_s3: str):
     listed = boto3.client("s3", endpoint_url=moto_s3).list_objects_v2(Bucket="xib-data", Prefix="dvc/")
     assert listed.get("KeyCount", 0) > 0
     # a remote that does not exist fails with DVC's reason, not silently
-    with pytest.raises(DvcError, match="dvc push"):
+    with pytest.raises(DvcError, match="dvc push failed.*bucket"):
         push(_cfg(first, "infra.dvc_remote=s3", "infra.dvc_remote_url=s3://no-such-bucket/x",
                   f"infra.s3_endpoint_url={moto_s3}"))  # fmt: skip
 

@@ -61,7 +61,9 @@ def _gate_checks(tags: Mapping[str, str]) -> list[dict[str, Any]]:
         if not key.startswith("gate.") or key in GATE_META_TAGS or key.count(".") < 2:
             continue
         _, rule, metric = key.split(".", 2)
-        checks.append({"rule": rule, "metric": metric, "reason": reason, "failed": refused and reason in summary})
+        checks.append(
+            {"rule": rule, "metric": metric, "reason": reason, "failed": refused and reason in summary}
+        )
     return checks
 
 
@@ -154,13 +156,17 @@ def metrics_svg(registry: Mapping[str, Any]) -> str:
         fig = Figure(figsize=(4.2 * cols, 2.6 * rows), layout="constrained")
         for i, metric in enumerate(metrics):
             ax = fig.add_subplot(rows, cols, i + 1)
-            points = [(int(v["version"]), v["metrics"][metric], v) for v in versions if metric in v["metrics"]]
+            points = [
+                (int(v["version"]), v["metrics"][metric], v) for v in versions if metric in v["metrics"]
+            ]
             xs = [p[0] for p in points]
             ax.plot(xs, [p[1] for p in points], color="#8c959f", linewidth=1, zorder=1)
             for x, y, v in points:
                 ax.scatter([x], [y], color=colours.get(v["decision"], "#6e7781"), s=28, zorder=2)
                 if v["version"] in champions:
-                    ax.scatter([x], [y], facecolors="none", edgecolors="#0969da", s=110, linewidths=1.5, zorder=3)
+                    ax.scatter(
+                        [x], [y], facecolors="none", edgecolors="#0969da", s=110, linewidths=1.5, zorder=3
+                    )
             if metric in registry["floors"]:
                 ax.axhline(registry["floors"][metric], color="#cf222e", linestyle="--", linewidth=1)
             ax.set_title(metric)
@@ -178,7 +184,9 @@ def metrics_svg(registry: Mapping[str, Any]) -> str:
 
 def _post(api: str, path: str, body: Mapping[str, Any], timeout: float) -> Any:
     request = urllib.request.Request(
-        f"{api.rstrip('/')}{path}", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+        f"{api.rstrip('/')}{path}",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=timeout) as response:
         return json.loads(response.read())
@@ -197,7 +205,9 @@ def fetch_flow_runs(api: str, limit: int, timeout: float) -> dict[str, Any]:
         if deployment_ids
         else []
     )
-    scheduled = _post(api, "/flow_runs/count", {"flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}}}, timeout)
+    scheduled = _post(
+        api, "/flow_runs/count", {"flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}}}, timeout
+    )
     return {
         "runs": runs,
         "flows": {f["id"]: f["name"] for f in flows},
@@ -250,7 +260,9 @@ def collect_runs(cfg: Any, root: Path) -> dict[str, Any]:
         try:
             raw = fetch_flow_runs(api, limit, timeout)
         except (OSError, ValueError) as err:  # URLError, timeouts and bad JSON
-            view["note"] = f"No Prefect server answered at {api} ({err}); start one with `prefect server start`."
+            view["note"] = (
+                f"No Prefect server answered at {api} ({err}); start one with `prefect server start`."
+            )
             return view
     else:
         home = Path(os.environ.get("PREFECT_HOME") or root / ".cache" / "prefect")
@@ -320,7 +332,9 @@ def collect_data_versions(cfg: Any, root: Path) -> dict[str, Any]:
     for record in sorted(records.glob("*.json")) if records.is_dir() else []:
         body = json.loads(record.read_text())
         stamp = dt.datetime.fromtimestamp(record.stat().st_mtime, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-        view["records"].append({"stage": body.get("stage", record.stem), "key": body.get("key", ""), "done": stamp})
+        view["records"].append(
+            {"stage": body.get("stage", record.stem), "key": body.get("key", ""), "done": stamp}
+        )
     world = Path(str(cfg.paths.data)) / "world"
     for manifest in sorted(world.glob("*/*/manifest.parquet")) if world.is_dir() else []:
         digest = hashlib.sha256(manifest.read_bytes()).hexdigest()
@@ -353,7 +367,9 @@ def render(registry: Mapping[str, Any], runs: Mapping[str, Any], data: Mapping[s
     from markupsafe import Markup
 
     plot = Markup(metrics_svg(registry))  # noqa: S704 - matplotlib's own SVG
-    return env.from_string(TEMPLATE).render(registry=registry, runs=runs, data=data, plot=plot, generated=generated)
+    return env.from_string(TEMPLATE).render(
+        registry=registry, runs=runs, data=data, plot=plot, generated=generated
+    )
 
 
 def write_dashboard(cfg: Any, output: str | os.PathLike[str] | None = None) -> Path:
@@ -374,7 +390,10 @@ def serve(path: Path, host: str, port: int) -> None:
 
     handler = functools.partial(SimpleHTTPRequestHandler, directory=str(path.parent))
     with ThreadingHTTPServer((host, port), handler) as server:
-        print(f"serving {path} at http://{host}:{server.server_address[1]}/{path.name} (Ctrl-C stops)", flush=True)
+        print(
+            f"serving {path} at http://{host}:{server.server_address[1]}/{path.name} (Ctrl-C stops)",
+            flush=True,
+        )
         try:
             server.serve_forever()
         except KeyboardInterrupt:

@@ -82,7 +82,8 @@ TEMPLATE = """<!doctype html>
     <tr class="version" data-version="{{ v.version }}" data-decision="{{ v.decision or 'undecided' }}">
       <td><b>v{{ v.version }}</b></td>
       <td class="mono">{{ v.created }}</td>
-      <td>{% for a in v.aliases %}<span class="alias">{{ a }}</span>{% endfor %}</td>
+      <td>{% for a in v.aliases %}<span class="alias">{{ a }}</span>{% endfor %}
+        {% if v.rolled_back_at %}<div class="note rolled-back">rolled back {{ v.rolled_back_at }}</div>{% endif %}</td>
       <td><span class="badge {{ v.decision or 'undecided' }}">{{ v.decision or 'not judged' }}</span></td>
       <td>{{ ('v' ~ v.judged_against) if v.judged_against else ('no champion' if v.decision else '') }}</td>
       <td>

@@ -42,8 +42,8 @@ def _dvc_repo(root: Path, action: str) -> Iterator[Any]:
     try:
         with Repo(str(root)) as repo:
             yield repo
-    except DvcException as err:
-        raise DvcError(f"dvc {action} failed in {root}: {err}") from None
+    except (DvcException, OSError) as err:  # a missing bucket or folder surfaces as an OSError
+        raise DvcError(f"dvc {action} failed in {root}: {type(err).__name__}: {err}") from None
 
 
 def project_root(cfg: Any) -> Path:
@@ -73,12 +73,11 @@ def ensure_repo(cfg: Any) -> Path:
             Repo.init(str(root), no_scm=not (root / ".git").exists()).close()
         except DvcException as err:
             raise DvcError(f"dvc init failed in {root}: {err}") from None
-    site_cache = str(root / ".cache" / "dvc-site")
     config = Config(dvc_dir=str(root / ".dvc"))
-    if config.read("local").get("core", {}).get("site_cache_dir") != site_cache:
+    if "site_cache_dir" not in config["core"]:
         # DVC's site cache defaults to /var/tmp/dvc; keep it inside the project's cache folder
         with config.edit("local") as conf:
-            conf["core"]["site_cache_dir"] = site_cache
+            conf["core"]["site_cache_dir"] = str(root / ".cache" / "dvc-site")
     return root
 
 
@@ -94,7 +93,8 @@ def remote_url(cfg: Any) -> str:
 def configure_remote(cfg: Any) -> str:
     """Make the configured remote DVC's default, in `.dvc/config.local`; returns its name.
 
-    Written through DVC's own config API (what `dvc remote add --local -d -f` does). The remote's section is replaced whole, so no stale endpoint lingers.
+    Written through DVC's own config API (what `dvc remote add --local -d -f` does). The remote's
+    section is replaced whole, so no stale endpoint lingers.
     """
     from dvc.config import Config
 

@@ -13,6 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SIZES = ("small", "medium", "large")
 SHAPES = ("sphere", "cone", "cylinder", "cube", "ring", "cross")
@@ -218,7 +222,7 @@ def sample_entities(seed: int, entities_per_kind: int, splits: dict[str, float])
     return out
 
 
-def entities_frame(entities: list[Entity]):  # -> pd.DataFrame
+def entities_frame(entities: list[Entity]) -> pd.DataFrame:
     """entity_id, kind, split, then one column per attribute (`entities.parquet`)."""
     import pandas as pd
 
@@ -226,7 +230,7 @@ def entities_frame(entities: list[Entity]):  # -> pd.DataFrame
     return pd.DataFrame(rows, columns=["entity_id", "kind", "split", *ATTRIBUTES])
 
 
-def load_entities(cfg):  # -> pd.DataFrame
+def load_entities(cfg: Any) -> pd.DataFrame:
     """`<paths.data>/world/entities.parquet`, written by `xib world`."""
     from pathlib import Path
 

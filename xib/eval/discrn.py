@@ -57,7 +57,9 @@ def load_items(path: str | Path, limit: int = 0) -> list[DiscrnItem]:
         if missing:
             raise DataError(str(path), f"DisCRn item lacks {missing}", row=i)
         if row["label"] not in (0, 1):
-            raise DataError(str(path), "label must be 0 (first) or 1 (second)", row=i, detail=repr(row["label"]))
+            raise DataError(
+                str(path), "label must be 0 (first) or 1 (second)", row=i, detail=repr(row["label"])
+            )
         for key in ("modalities", "sample_ids", "captions"):
             if not isinstance(row[key], list) or len(row[key]) != 2:
                 raise DataError(str(path), f"{key} must list exactly two entries", row=i)
@@ -140,7 +142,9 @@ def prompt_segments(item: DiscrnItem, prefix: str) -> list[Segment]:
     return discrn_prompt(item.modalities, item.question, prefix)
 
 
-def text_prompt(item: DiscrnItem, contents: Sequence[str], prefix: str, cues: Mapping[str, str], use_cues: bool) -> str:
+def text_prompt(
+    item: DiscrnItem, contents: Sequence[str], prefix: str, cues: Mapping[str, str], use_cues: bool
+) -> str:
     """The DisCRn prompt with both inputs as text (oracle or predicted captions)."""
     return render_text(prompt_segments(item, prefix), contents, cues, use_cues)
 
@@ -193,7 +197,14 @@ class DiscrnResult:
 
     def records(self) -> list[dict[str, Any]]:
         return [
-            {"id": it.id, "order": it.order, "attribute": it.attribute, "label": it.label, "pick": p, "text": t}
+            {
+                "id": it.id,
+                "order": it.order,
+                "attribute": it.attribute,
+                "label": it.label,
+                "pick": p,
+                "text": t,
+            }
             for it, p, t in zip(self.items, self.picks, self.texts or [""] * len(self.items))
         ]
 
@@ -270,9 +281,14 @@ def evaluate_pair(
     baselines = set(ecfg.baselines)
     if "oracle_caption" in baselines:
         oracle = [text_prompt(it, it.captions, prefix, cues, use_cues) for it in items]
-        report(f"baseline/oracle_caption/{pair}", generate([[p] for p in oracle], f"oracle/{pair}"), orders=True)
+        report(
+            f"baseline/oracle_caption/{pair}", generate([[p] for p in oracle], f"oracle/{pair}"), orders=True
+        )
         if "logits" in ecfg.discrn_scoring:
-            report(f"baseline/oracle_caption/{pair}/logits", logits([[p] for p in oracle], f"oracle-logits/{pair}"))
+            report(
+                f"baseline/oracle_caption/{pair}/logits",
+                logits([[p] for p in oracle], f"oracle-logits/{pair}"),
+            )
     if "predicted_caption" in baselines:
         instruction = str(ecfg.prompts["caption"])
         caption_prompts = [
@@ -291,7 +307,9 @@ def evaluate_pair(
     if "hybrid" in baselines:
         for modality in dict.fromkeys(m for it in items for m in it.modalities):
             prompts = [
-                fill_slots(hybrid_segments(it, it.modalities.index(modality), prefix, cues, use_cues), inputs(it))
+                fill_slots(
+                    hybrid_segments(it, it.modalities.index(modality), prefix, cues, use_cues), inputs(it)
+                )
                 for it in items
             ]
             report(f"hybrid/{pair}/{modality}_as_text", generate(prompts, f"hybrid-{modality}/{pair}"))

@@ -18,8 +18,14 @@ def _pyplot() -> Any:
 
 def per_modality(metrics: Mapping[str, float], path: Path) -> Path | None:
     """Grouped bars: caption CIDEr, QA accuracy and classification accuracy per modality."""
-    series = {"caption CIDEr": "caption/{m}/cider", "QA accuracy": "qa/{m}/accuracy", "classify accuracy": "classify/{m}/accuracy"}
-    modalities = sorted({k.split("/")[1] for k in metrics if k.split("/")[0] in {"caption", "qa", "classify"}})
+    series = {
+        "caption CIDEr": "caption/{m}/cider",
+        "QA accuracy": "qa/{m}/accuracy",
+        "classify accuracy": "classify/{m}/accuracy",
+    }
+    modalities = sorted(
+        {k.split("/")[1] for k in metrics if k.split("/")[0] in {"caption", "qa", "classify"}}
+    )
     if not modalities:
         return None
     plt = _pyplot()
@@ -52,9 +58,11 @@ def discrn_confusion(details: Mapping[str, Any], pairs: list[str], path: Path) -
         rows = sorted(confusion)
         grid = [[confusion[r].get(c, 0) for c in cols] for r in rows]
         ax.imshow(grid, cmap="Blues", aspect="auto")
+        top = max((v for row in grid for v in row), default=0)
         for i, row in enumerate(grid):
             for j, value in enumerate(row):
-                ax.text(j, i, str(value), ha="center", va="center", fontsize=8)
+                colour = "white" if top and value > top / 2 else "black"
+                ax.text(j, i, str(value), ha="center", va="center", fontsize=8, color=colour)
         ax.set_xticks(range(len(cols)), [c.replace("->", "\n->") for c in cols], fontsize=7)
         ax.set_yticks(range(len(rows)), rows, fontsize=8)
         ax.set_title(f"DisCRn {pair}: truth -> answer by question type", fontsize=9)
@@ -93,7 +101,9 @@ def baselines(metrics: Mapping[str, float], pairs: list[str], path: Path) -> Pat
     return path
 
 
-def write_all(metrics: Mapping[str, float], details: Mapping[str, Any], pairs: list[str], folder: Path) -> list[Path]:
+def write_all(
+    metrics: Mapping[str, float], details: Mapping[str, Any], pairs: list[str], folder: Path
+) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     made = [
         per_modality(metrics, folder / "per_modality.png"),

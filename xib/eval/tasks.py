@@ -143,7 +143,9 @@ def _audio_at(data: bytes, rate: int) -> Any:
     return np.interp(np.arange(n) * (sr / rate), np.arange(wave.size), wave).astype(np.float32)
 
 
-def load_model_from_dirs(cfg: Any, checkpoint_dirs: Mapping[str, str | Path], with_encoders: bool = True) -> Runner:
+def load_model_from_dirs(
+    cfg: Any, checkpoint_dirs: Mapping[str, str | Path], with_encoders: bool = True
+) -> Runner:
     """Compose the model from projection checkpoints (and the frozen encoders) for inference."""
     import torch
 
@@ -152,7 +154,9 @@ def load_model_from_dirs(cfg: Any, checkpoint_dirs: Mapping[str, str | Path], wi
     threads = int(cfg.eval.threads) if "eval" in cfg else 0
     if threads > 0:
         torch.set_num_threads(threads)
-    model = compose_model(cfg.model, {m: Path(d) for m, d in checkpoint_dirs.items()}, with_encoders=with_encoders)
+    model = compose_model(
+        cfg.model, {m: Path(d) for m, d in checkpoint_dirs.items()}, with_encoders=with_encoders
+    )
     model.eval()
     return Runner(model, cfg, batch_size=int(cfg.eval.batch_size) if "eval" in cfg else 1, progress=False)
 
@@ -172,7 +176,9 @@ def read_records(path: Path, limit: int = 0) -> list[dict[str, Any]]:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as err:
-                raise DataError(str(path), "each line must be one JSON object", row=line_no, detail=str(err)) from None
+                raise DataError(
+                    str(path), "each line must be one JSON object", row=line_no, detail=str(err)
+                ) from None
             for key in ("item_id", "instruction", "answer", "task"):
                 if not isinstance(row.get(key), str) or not row[key]:
                     raise DataError(str(path), f"record lacks {key}", row=line_no)
@@ -181,7 +187,9 @@ def read_records(path: Path, limit: int = 0) -> list[dict[str, Any]]:
             if row["task"] == "classify":
                 cands = row.get("candidates")
                 if not isinstance(cands, list) or row["answer"] not in cands:
-                    raise DataError(str(path), "classify record's answer must be one of its candidates", row=line_no)
+                    raise DataError(
+                        str(path), "classify record's answer must be one of its candidates", row=line_no
+                    )
             row["_line"] = line_no
             rows[row["task"]].append(row)
     out: list[dict[str, Any]] = []
@@ -258,4 +266,3 @@ def evaluate_modality(
             gen_picks = [M.match_candidate(t, r["candidates"]) for t, r in zip(texts, cls_rows)]
             metrics[f"classify/{modality}/generate_accuracy"] = M.accuracy(gen_picks, labels)
     return metrics, predictions
-

@@ -77,7 +77,11 @@ def make_tiny_project(
         generator = torch.Generator().manual_seed(seed + 100 + len(checkpoints))
         ids = [f"{modality}-{i:06d}" for i in range(items)]
         feats = [
-            (i, torch.randn(views.get(modality, 1), tokens, dim, generator=generator), torch.ones(views.get(modality, 1), tokens, dtype=torch.bool))
+            (
+                i,
+                torch.randn(views.get(modality, 1), tokens, dim, generator=generator),
+                torch.ones(views.get(modality, 1), tokens, dtype=torch.bool),
+            )
             for i in ids
         ]
         write_features(cache_dir(cfg, modality, split), feats, {"key": f"tiny-{seed}", "modality": modality})
@@ -89,11 +93,28 @@ def make_tiny_project(
             cap = _caption(modality, kind, colour)
             captions[modality][item_id] = cap
             base = {"item_id": item_id, "modality": modality, "caption": cap, "source": "tiny"}
-            rows.append({**base, "id": f"{item_id}-c", "task": "caption", "instruction": "a short description", "answer": cap})
-            rows.append({**base, "id": f"{item_id}-q", "task": "qa", "instruction": "what is this ?", "answer": kind})
+            rows.append(
+                {
+                    **base,
+                    "id": f"{item_id}-c",
+                    "task": "caption",
+                    "instruction": "a short description",
+                    "answer": cap,
+                }
+            )
+            rows.append(
+                {**base, "id": f"{item_id}-q", "task": "qa", "instruction": "what is this ?", "answer": kind}
+            )
             cands = sorted({kind, *rng.sample(KINDS, 3)})
             rows.append(
-                {**base, "id": f"{item_id}-k", "task": "classify", "instruction": "what is this ?", "answer": kind, "candidates": cands}
+                {
+                    **base,
+                    "id": f"{item_id}-k",
+                    "task": "classify",
+                    "instruction": "what is this ?",
+                    "answer": kind,
+                    "candidates": cands,
+                }
             )
             if n >= items:
                 break

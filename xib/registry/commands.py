@@ -63,7 +63,9 @@ def ask_command(args: list[str]) -> int:
 
     own, overrides = _split(args)
     parser = argparse.ArgumentParser(prog="xib ask")
-    parser.add_argument("--model", default="champion", help="alias (champion, challenger, previous) or version")
+    parser.add_argument(
+        "--model", default="champion", help="alias (champion, challenger, previous) or version"
+    )
     parser.add_argument("--input", action="append", default=[], help="a media file; repeat for several")
     parser.add_argument("question", nargs="+")
     opts = parser.parse_args(own)

@@ -32,7 +32,11 @@ def pip_requirements() -> list[str]:
     """What the served model needs: this project (xib) pins the rest."""
     from importlib.metadata import version
 
-    return [f"mlflow=={version('mlflow')}", f"torch=={version('torch').split('+')[0]}", f"xib=={version('xib')}"]
+    return [
+        f"mlflow=={version('mlflow')}",
+        f"torch=={version('torch').split('+')[0]}",
+        f"xib=={version('xib')}",
+    ]
 
 
 def modality_of(path: str) -> str:

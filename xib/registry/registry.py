@@ -77,7 +77,9 @@ def checkpoint_hashes(checkpoint_dirs: Mapping[str, str | os.PathLike[str]]) -> 
     for modality, folder in sorted(checkpoint_dirs.items()):
         weights = Path(folder) / "projection.safetensors"
         if not weights.is_file():
-            raise XibError(f"{weights}: no projection checkpoint for {modality} (run `xib align modality={modality}`)")
+            raise XibError(
+                f"{weights}: no projection checkpoint for {modality} (run `xib align modality={modality}`)"
+            )
         out[modality] = sha256_file(weights)
     return out
 
@@ -131,7 +133,9 @@ def register_candidate(
         active_run_id = run.info.run_id
     with contextlib.suppress(Exception):  # exists already
         mc.create_registered_model(name, description="X-InstructBLIP projections over a frozen LLM")
-    version = mc.create_model_version(name, source=info.model_uri, run_id=active_run_id, tags=dict(tags or {}))
+    version = mc.create_model_version(
+        name, source=info.model_uri, run_id=active_run_id, tags=dict(tags or {})
+    )
     number = str(version.version)
     mc.set_registered_model_alias(name, CHALLENGER, number)
     for key, value in (provenance or {}).items():
@@ -189,7 +193,9 @@ def promotion_lock(path: str | os.PathLike[str], timeout_s: float) -> Iterator[N
                 if err.errno not in (errno.EAGAIN, errno.EACCES):
                     raise
                 if time.monotonic() > deadline:
-                    raise XibError(f"{path}: another promotion holds the registry lock (waited {timeout_s:.0f} s)")
+                    raise XibError(
+                        f"{path}: another promotion holds the registry lock (waited {timeout_s:.0f} s)"
+                    ) from None
                 time.sleep(0.05)
         try:
             yield
@@ -299,13 +305,17 @@ def run_gate(cfg: Any) -> dict[str, Any]:
         raise XibError(f"{candidate_file}: missing (run `xib eval` first)")
     candidate = json.loads(candidate_file.read_text())
     if candidate.get("metrics") != metrics:
-        raise XibError(f"{out / 'metrics.json'} and {candidate_file} come from different evaluations; run `xib eval`")
+        raise XibError(
+            f"{out / 'metrics.json'} and {candidate_file} come from different evaluations; run `xib eval`"
+        )
     checkpoints = checkpoint_dirs(cfg)
     evaluated = candidate.get("checkpoints", {})
     current = checkpoint_hashes({m: checkpoints[m] for m in evaluated if m in checkpoints})
     if current != evaluated:
         changed = sorted(m for m in evaluated if current.get(m) != evaluated[m])
-        raise XibError(f"projections {changed} changed since they were evaluated; run `xib eval` before `xib gate`")
+        raise XibError(
+            f"projections {changed} changed since they were evaluated; run `xib eval` before `xib gate`"
+        )
 
     champion = alias_version(cfg, CHAMPION)
     champion_metrics = version_metrics(cfg, champion) if champion else None
@@ -313,7 +323,9 @@ def run_gate(cfg: Any) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="xib-candidate-") as tmp:
         artifacts = candidate_artifacts(cfg, Path(tmp), provenance)
         artifacts = stage_projections(artifacts, Path(tmp))
-        version = register_candidate(cfg, metrics, artifacts, run_id=str(cfg.eval.mlflow_run_id) or None, provenance=provenance)
+        version = register_candidate(
+            cfg, metrics, artifacts, run_id=str(cfg.eval.mlflow_run_id) or None, provenance=provenance
+        )
     decision = decide_with_policy(metrics, champion_metrics, cfg.gate, champion, version)
     record_decision(cfg, version, decision)
     promoted = False

@@ -60,11 +60,11 @@ def worker_env(cfg: Any, run_id: str = "") -> dict[str, str]:
     return env
 
 
-def command_line(cfg: Any, config_path: Path) -> list[str]:
+def command_line(cfg: Any, config_path: Path, port: int | None = None) -> list[str]:
     """The launcher command. Multi-node: see docs/TRAINING.md (torchrun env / deepspeed hostfile)."""
     tc = cfg.train
     worker = ["-m", "xib.train.worker", "--config", str(config_path)]
-    port = str(int(tc.master_port) or free_port())
+    port = str(port or int(tc.master_port) or free_port())
     if tc.launcher == "torchrun":
         nnodes = os.environ.get("XIB_NNODES", "1")
         cmd = [
@@ -211,7 +211,8 @@ def _run_in_process(config_path: Path, run_id: str) -> int:
 
 
 def _run_subprocess(cfg: Any, modality: str, config_path: Path, run_id: str, quiet: bool) -> int:
-    cmd = command_line(cfg, config_path)
+    port = int(cfg.train.master_port) or free_port()
+    cmd = command_line(cfg, config_path, port)
     view = ProgressView(modality, quiet)
     proc = subprocess.Popen(
         cmd,
@@ -236,3 +237,12 @@ def _run_subprocess(cfg: Any, modality: str, config_path: Path, run_id: str, qui
         raise
     finally:
         view.close()
+        remove_shm_buffers(port)
+
+
+def remove_shm_buffers(port: int) -> None:
+    """DeepSpeed's CPU shared-memory allreduce leaves /dev/shm/deepspeed_allreduce_buffer_<uid>_<addr>_<port>_<rank>."""
+    shm = Path("/dev/shm")
+    if shm.is_dir():
+        for leftover in shm.glob(f"deepspeed_allreduce_buffer_{os.getuid()}_*_{port}_*"):
+            leftover.unlink(missing_ok=True)

@@ -101,7 +101,7 @@ def setup_distributed(backend: str) -> tuple[int, int, int]:
 
 
 def memory_report(engine: Any, rank: int, world: int) -> list[dict[str, float]]:
-    """Per rank: peak RSS (CPU) or peak accelerator memory, and the training state this rank holds
+    """Per rank: RSS after training and its peak (CPU), peak accelerator memory, and the training state this rank holds
     (the optimizer's parameters - ZeRO's flat fp32 partitions - and their Adam moments), in MB."""
     import resource
 
@@ -112,14 +112,19 @@ def memory_report(engine: Any, rank: int, world: int) -> list[dict[str, float]]:
     while hasattr(base, "optimizer"):
         base = base.optimizer
     held = 0
-    for group in base.param_groups:
-        for param in group["params"]:
+    # the optimizer's state is keyed by the tensors it updates (ZeRO: this rank's flat fp32 partitions;
+    # ZeRO-3 empties param_groups between steps, so the state is the reliable index)
+    for param, state in base.state.items():
+        if isinstance(param, torch.Tensor):
             held += param.numel() * param.element_size()
-            for value in base.state.get(param, {}).values():
-                if isinstance(value, torch.Tensor):
-                    held += value.numel() * value.element_size()
+        for value in state.values():
+            if isinstance(value, torch.Tensor):
+                held += value.numel() * value.element_size()
+    import psutil
+
     mine = torch.tensor(
         [
+            psutil.Process().memory_info().rss / 2**20,
             resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
             torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else 0.0,
             held / 2**20,
@@ -131,7 +136,7 @@ def memory_report(engine: Any, rank: int, world: int) -> list[dict[str, float]]:
         dist.all_gather(table, mine)
     else:
         table = [mine]
-    keys = ("peak_rss_mb", "peak_accelerator_mb", "optimizer_held_mb")
+    keys = ("rss_mb", "peak_rss_mb", "peak_accelerator_mb", "optimizer_held_mb")
     return [dict(zip(keys, (float(x) for x in row))) for row in table]
 
 
