@@ -82,7 +82,7 @@ def bench_modality(root: Path, llm: Path, modality: str, items: int, steps: int)
     from xib.train.features import FeatureStore, build_cache
     from xib.train.worker import param_groups
 
-    cfg = load_config([f"modality={modality}", f"model.llm.path={llm}"])
+    cfg = load_config([f"modality={modality}", f"model.llm.path={llm}", "modality.init_from="])
     micro = int(cfg.train.micro_batch_size)
     manifest = write_items(root, modality, items, cfg)
     encoder = build_encoder(modality, cfg.model.encoders[modality])
@@ -92,7 +92,7 @@ def bench_modality(root: Path, llm: Path, modality: str, items: int, steps: int)
     df = read_manifest(manifest).set_index("id")
     torch.manual_seed(0)
     setup = model_setup.build(cfg, modality, store.feature_dim, torch.device("cpu"))
-    optimizer = torch.optim.AdamW(param_groups(setup.objective, 0.05), lr=1e-4)
+    optimizer = torch.optim.AdamW(param_groups(setup.objective, 0.05), lr=1e-4, fused=True)  # as the worker
     ids = store.ids()
 
     def batch_ids(step: int) -> list[str]:

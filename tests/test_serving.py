@@ -132,3 +132,40 @@ def test_mlflow_models_serve_answers_http_on_loopback(served) -> None:
             os.killpg(proc.pid, 15)  # the server and its uvicorn worker, started in their own session
             proc.wait(timeout=30)
         shutil.rmtree(root / "mlruns" / ".trash", ignore_errors=True)
+
+
+def test_gate_end_to_end_refuses_regression_promotes_improvement_and_rolls_back(served, monkeypatch) -> None:
+    """Runs last: it moves the champion of the module's registry."""
+    root, _ = served
+    monkeypatch.setenv("XIB_ROOT", str(root))
+    cfg = load_config([*OVERRIDES, "gate.auto_promote=true"])
+    champion = reg.alias_version(cfg, reg.CHAMPION)
+    out = Path(cfg.eval.output)
+
+    def plant(delta: float) -> None:
+        metrics = json.loads((out / "metrics.json").read_text())
+        metrics["caption/image/cider"] += delta
+        candidate = json.loads((out / "candidate.json").read_text())
+        candidate["metrics"] = metrics
+        (out / "candidate.json").write_text(json.dumps(candidate))
+        (out / "metrics.json").write_text(json.dumps(metrics))
+
+    plant(-1.0)
+    refused = reg.run_gate(cfg)
+    assert refused["decision"] == "refuse" and not refused["promoted"]
+    assert any("caption/image/cider" in r and "regresses" in r for r in refused["reasons"])
+    assert reg.alias_version(cfg, reg.CHAMPION) == champion
+    assert reg.alias_version(cfg, reg.CHALLENGER) == refused["version"]
+    tags = reg.client(cfg).get_model_version("xib-serve-test", refused["version"]).tags
+    assert tags["gate.decision"] == "refuse" and "regresses" in tags["gate.regression.caption/image/cider"]
+    decision_file = json.loads((root / "artifacts/gate/decision.json").read_text())
+    assert decision_file["version"] == refused["version"]
+
+    plant(+2.0)
+    passed = reg.run_gate(cfg)
+    assert passed["decision"] == "promote" and passed["promoted"]
+    assert reg.alias_version(cfg, reg.CHAMPION) == passed["version"]
+    assert reg.alias_version(cfg, reg.PREVIOUS) == champion
+
+    assert reg.rollback(cfg) == champion
+    assert reg.alias_version(cfg, reg.CHAMPION) == champion

@@ -63,7 +63,8 @@ def demo(overrides: list[str]) -> int:
 
     cfg = load_config(overrides)
     root = Path(cfg.paths.root).resolve()
-    os.environ.setdefault("PREFECT_HOME", str(root / ".cache" / "prefect"))
+    prefect_home = Path(os.environ.setdefault("PREFECT_HOME", str(root / ".cache" / "prefect")))
+    prefect_home.mkdir(parents=True, exist_ok=True)  # Prefect's temporary API fails without it
     started = time.perf_counter()
     decision = pipeline_flow(overrides)
     elapsed = time.perf_counter() - started

@@ -204,8 +204,12 @@ def train(cfg: Any, rank: int, world: int, local_rank: int) -> int:
     torch.manual_seed(int(cfg.seed))
     setup = model_setup.build(cfg, modality, stores["train"].feature_dim, device)
     ds_config = build_ds_config(tc, world, on_accelerator)
-    optimizer = torch.optim.AdamW(
-        param_groups(setup.objective, tc.weight_decay), lr=tc.lr, betas=tuple(tc.betas), eps=tc.adam_eps
+    optimizer = torch.optim.AdamW(  # fused: one kernel for all tensors (CPU and CUDA), no DeepSpeed op build
+        param_groups(setup.objective, tc.weight_decay),
+        lr=tc.lr,
+        betas=tuple(tc.betas),
+        eps=tc.adam_eps,
+        fused=True,
     )
     scheduler = LambdaLR(
         optimizer, lambda s: lr_factor(s, int(tc.warmup_steps), int(tc.steps), float(tc.min_lr_ratio))

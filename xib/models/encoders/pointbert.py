@@ -75,15 +75,24 @@ def group_points(xyz: torch.Tensor, num_groups: int, group_size: int) -> tuple[t
     return patches - centres.unsqueeze(2), centres
 
 
+class PointBatchNorm(nn.BatchNorm1d):
+    """BatchNorm over the channels of [..., C] point features (PointBERT's Conv1d + BN, channels last).
+
+    Unlike a LayerNorm it keeps each point's distance from its patch centre, i.e. the local scale."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.reshape(-1, x.shape[-1])).reshape(x.shape)
+
+
 class MiniPointNet(nn.Module):
     """Shared per-point MLP, max-pool, concatenate the pooled feature back, MLP, max-pool (PointBERT)."""
 
-    def __init__(self, width: int, out_dim: int, eps: float) -> None:
+    def __init__(self, width: int, out_dim: int) -> None:
         super().__init__()
-        self.first = nn.Sequential(nn.Linear(3, width), nn.LayerNorm(width, eps=eps), nn.GELU(),
+        self.first = nn.Sequential(nn.Linear(3, width), PointBatchNorm(width), nn.ReLU(),
                                    nn.Linear(width, 2 * width))
-        self.second = nn.Sequential(nn.Linear(4 * width, 4 * width), nn.LayerNorm(4 * width, eps=eps),
-                                    nn.GELU(), nn.Linear(4 * width, out_dim))
+        self.second = nn.Sequential(nn.Linear(4 * width, 4 * width), PointBatchNorm(4 * width), nn.ReLU(),
+                                    nn.Linear(4 * width, out_dim))
 
     def forward(self, patches: torch.Tensor) -> torch.Tensor:  # [B, G, K, 3] -> [B, G, out]
         x = self.first(patches)
@@ -98,7 +107,7 @@ class PointBERT(nn.Module):
         d = config.hidden_size
         if d % config.num_attention_heads:
             raise XibError(f"pointbert hidden_size {d} is not divisible by {config.num_attention_heads} heads")
-        self.patch_embed = MiniPointNet(config.pointnet_dim, d, config.layer_norm_eps)
+        self.patch_embed = MiniPointNet(config.pointnet_dim, d)
         self.pos_embed = nn.Sequential(nn.Linear(3, 128), nn.GELU(), nn.Linear(128, d))
         self.cls_token = nn.Parameter(torch.zeros(1, 1, d))
         self.cls_pos = nn.Parameter(torch.randn(1, 1, d) * 0.02)
