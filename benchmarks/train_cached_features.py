@@ -7,6 +7,12 @@ do the same projection forward/backward and AdamW step. LLM: a Llama stand-in of
 (hidden 128, 4 layers), saved with save_pretrained. One process, one thread per default.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/train_cached_features.py [--modalities image,pc,audio,video]
+    # a ViT-B/16-sized image encoder at 224 px (closer to the paper's proportions), micro batch 4:
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/train_cached_features.py --modalities image --items 16 \
+        --steps 3 --override data.world.image_size=224 --override model.encoders.image.arch.image_size=224 \
+        --override model.encoders.image.arch.patch_size=16 --override model.encoders.image.arch.hidden_size=768 \
+        --override model.encoders.image.arch.num_hidden_layers=12 --override model.encoders.image.arch.num_attention_heads=12 \
+        --override model.encoders.image.arch.intermediate_size=3072 --override train.micro_batch_size=4
 """
 
 from __future__ import annotations
@@ -70,7 +76,9 @@ def write_items(root: Path, modality: str, n: int, cfg) -> Path:  # noqa: ANN001
     return write_manifest(pd.DataFrame(rows), folder / "manifest.parquet")
 
 
-def bench_modality(root: Path, llm: Path, modality: str, items: int, steps: int) -> dict:
+def bench_modality(
+    root: Path, llm: Path, modality: str, items: int, steps: int, overrides: list[str]
+) -> dict:
     import torch
 
     from xib.config import load_config
@@ -82,7 +90,7 @@ def bench_modality(root: Path, llm: Path, modality: str, items: int, steps: int)
     from xib.train.features import FeatureStore, build_cache
     from xib.train.worker import param_groups
 
-    cfg = load_config([f"modality={modality}", f"model.llm.path={llm}", "modality.init_from="])
+    cfg = load_config([f"modality={modality}", f"model.llm.path={llm}", "modality.init_from=", *overrides])
     micro = int(cfg.train.micro_batch_size)
     manifest = write_items(root, modality, items, cfg)
     encoder = build_encoder(modality, cfg.model.encoders[modality])
@@ -151,6 +159,7 @@ def main() -> None:
     parser.add_argument("--modalities", default="image,pc,audio,video")
     parser.add_argument("--items", type=int, default=64)
     parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--override", action="append", default=[], help="Hydra override, repeatable")
     args = parser.parse_args()
     import torch
 
@@ -164,7 +173,7 @@ def main() -> None:
         words = ["image:", "3d:", "audio:", "video:", "describe", "it.", "a", *KINDS, *COLOURS]
         llm = save_tiny_llm(root / "llm", words, hidden=128, layers=4)
         for modality in args.modalities.split(","):
-            results[modality] = bench_modality(root, llm, modality, args.items, args.steps)
+            results[modality] = bench_modality(root, llm, modality, args.items, args.steps, args.override)
     print(json.dumps(results, indent=1))
 
 

@@ -20,6 +20,7 @@ SHIPPED = B.REPO / "assets" / "bootstrap" / "llm"
 TINY = [
     "data.corpus.fact_lines=40",
     "data.corpus.caption_lines=60",
+    "data.corpus.knowledge_lines=60",
     "data.corpus.instruction_lines=60",
     "data.corpus.comparison_lines=300",
     "data.corpus.comparison_pairs=[image_pc,pc_image,video_audio]",

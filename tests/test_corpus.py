@@ -16,6 +16,7 @@ from xib.prompts import discrn_prompt, render_text
 SMALL = [
     "data.corpus.fact_lines=40",
     "data.corpus.caption_lines=80",
+    "data.corpus.knowledge_lines=60",
     "data.corpus.instruction_lines=80",
     "data.corpus.comparison_pairs=[image_pc,pc_image,audio_video,video_audio]",
 ]
@@ -63,7 +64,7 @@ def test_corpus_is_deterministic_atomic_and_covers_every_line_type(xib_root: Pat
     assert C.write_corpus(cfg).read_bytes() == first
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no temporary left behind
     lines = first.decode().splitlines()
-    assert len(lines) == 40 + 80 + 80 + universe
+    assert len(lines) == 40 + 80 + 60 + 80 + universe
     cfg.data.corpus.seed = 7
     assert C.corpus_lines(cfg) != lines
 
@@ -84,7 +85,16 @@ def test_corpus_is_deterministic_atomic_and_covers_every_line_type(xib_root: Pat
         "video",
     }
     assert any(line.endswith(" is a dog.") or line.endswith(" shows a dog.") for line in lines)
-    assert any("Describe the image briefly." in line for line in lines)
+    captioning = [
+        f"{cue}{caption(k, m)} {t}"
+        for m, cue in cfg.model.prompt.cues.items()
+        for k in KINDS
+        for t in cfg.data.instruct.templates["caption"][m]
+    ]
+    assert any(line.strip().startswith(c.strip()) for line in lines for c in captioning)
+    assert any(
+        re.search(r" (is|are) (still|slow|fast|very fast|quiet|loud|very loud)\.$", line) for line in lines
+    )
     kind_facts = [line for line in lines if re.fullmatch(r"an? \w+ (is|lives|makes|can|cannot) .*\.", line)]
     assert kind_facts
 

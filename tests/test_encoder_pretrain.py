@@ -18,33 +18,44 @@ from xib.models.encoders import build_encoder
 
 TINY_IMAGE = EncoderConfig(
     family="clip_vision",
-    arch={"image_size": 16, "patch_size": 8, "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
-          "intermediate_size": 64},
+    arch={
+        "image_size": 16,
+        "patch_size": 8,
+        "hidden_size": 32,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "intermediate_size": 64,
+    },
 )
 
 
-def quadrant_images(count: int, rng: np.random.Generator) -> tuple[list[np.ndarray], list[str]]:
-    """Class = the quadrant holding a bright square; background and square colours are random."""
+def pattern_images(count: int, rng: np.random.Generator) -> tuple[list[np.ndarray], list[str]]:
+    """Class = the texture (horizontal / vertical stripes, checks, diagonals); colours and phase random."""
+    yy, xx = np.mgrid[0:16, 0:16]
     items, labels = [], []
     for i in range(count):
-        quadrant = i % 4
-        image = np.empty((16, 16, 3), dtype=np.uint8)
-        image[:] = rng.integers(0, 120, 3, dtype=np.uint8)
-        image += rng.integers(0, 20, (16, 16, 3), dtype=np.uint8)
-        top, left = 8 * (quadrant // 2), 8 * (quadrant % 2)
-        image[top : top + 8, left : left + 8] = rng.integers(150, 256, 3, dtype=np.uint8)
-        items.append(image)
-        labels.append(f"q{quadrant}")
+        pattern, phase = i % 4, int(rng.integers(0, 4))
+        masks = (
+            ((yy + phase) // 2) % 2,
+            ((xx + phase) // 2) % 2,
+            (yy // 2 + xx // 2 + phase) % 2,
+            ((yy + xx + phase) // 3) % 2,
+        )
+        first, second = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
+        items.append(np.where(masks[pattern][..., None] == 1, first, second).astype(np.uint8))
+        labels.append(f"p{pattern}")
     return items, labels
 
 
 def test_pretraining_improves_held_out_accuracy() -> None:
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
-    train_items, train_labels = quadrant_images(96, rng)
-    test_items, test_labels = quadrant_images(48, rng)  # unseen draws of colours
+    train_items, train_labels = pattern_images(96, rng)
+    test_items, test_labels = pattern_images(48, rng)  # unseen colours and phases
     classes = sorted(set(train_labels))
-    pcfg = EncoderPretrainConfig(steps=80, batch_size=32, lr=3e-3, warmup_steps=5, probe_steps=100, probe_lr=0.05)
+    pcfg = EncoderPretrainConfig(
+        steps=120, batch_size=32, lr=3e-3, warmup_steps=5, probe_steps=100, probe_lr=0.05
+    )
     encoder = build_encoder("image", TINY_IMAGE)
     train_x, test_x = encoder.preprocess(train_items), encoder.preprocess(test_items)
     train_y, test_y = label_ids(train_labels, classes), label_ids(test_labels, classes)
@@ -55,10 +66,9 @@ def test_pretraining_improves_held_out_accuracy() -> None:
     # the encoder really changed, is frozen again, and tells the held-out classes apart far better
     assert any(not torch.equal(v, encoder.state_dict()[k]) for k, v in weights.items())
     assert encoder.frozen and not any(p.requires_grad for p in encoder.parameters()) and not encoder.training
-    assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:10])
-    assert after["nearest_centroid"] >= 0.9, (before, after)
-    assert after["nearest_centroid"] >= before["nearest_centroid"] + 0.2, (before, after)
-    assert after["linear_probe"] >= before["linear_probe"], (before, after)
+    assert np.mean(losses[-10:]) < 0.2 * np.mean(losses[:10])
+    assert after["nearest_centroid"] >= before["nearest_centroid"] + 0.3, (before, after)
+    assert after["linear_probe"] >= before["linear_probe"] + 0.15, (before, after)
 
 
 # ------------------------------------------------------------------------------------- the stage, end to end
@@ -78,19 +88,35 @@ def write_tiny_world(data_dir: Path, per_split: dict[str, int], drop_kind_row: b
                     kind = ("dog", "car")[i % 2]
                     bright = 200 if kind == "dog" else 40
                     if modality == "image":
-                        array = np.full((16, 16, 3), bright, np.uint8) + rng.integers(0, 30, (16, 16, 3), dtype=np.uint8)
+                        array = np.full((16, 16, 3), bright, np.uint8) + rng.integers(
+                            0, 30, (16, 16, 3), dtype=np.uint8
+                        )
                     elif modality == "video":
                         array = np.full((5, 16, 16, 3), bright, np.uint8)
                     elif modality == "audio":
                         t = np.arange(16000) / 16000
-                        array = (0.3 * np.sin(2 * np.pi * (300 if kind == "dog" else 2000) * t)).astype(np.float32)
+                        array = (0.3 * np.sin(2 * np.pi * (300 if kind == "dog" else 2000) * t)).astype(
+                            np.float32
+                        )
                     else:
-                        array = (rng.standard_normal((600, 3)) * (0.3 if kind == "dog" else 1.0)).astype(np.float32)
+                        array = (rng.standard_normal((600, 3)) * (0.3 if kind == "dog" else 1.0)).astype(
+                            np.float32
+                        )
                     ext = {"image": "png", "audio": "wav", "pc": "npy", "video": "mp4"}[modality]
                     item_id = f"{modality}-{split}-{i:04d}"
                     uri = writer.write(f"{item_id}.{ext}", encode(modality, array))
-                    rows.append({"id": item_id, "entity_id": f"{kind}-{split}-{i}", "kind": kind, "modality": modality,
-                                 "uri": uri, "split": split, "caption": kind, "source": "world"})
+                    rows.append(
+                        {
+                            "id": item_id,
+                            "entity_id": f"{kind}-{split}-{i}",
+                            "kind": kind,
+                            "modality": modality,
+                            "uri": uri,
+                            "split": split,
+                            "caption": kind,
+                            "source": "world",
+                        }
+                    )
             if drop_kind_row and modality == "image" and split == "train":
                 rows[1]["kind"] = ""
             write_manifest(pd.DataFrame(rows), folder / "manifest.parquet")
@@ -120,7 +146,9 @@ def test_pretrain_encoders_saves_loadable_encoders_and_report(xib_root: Path) ->
     for m, result in report["modalities"].items():
         assert result["test_items"] == 4
         for name in ("random", "pretrained"):
-            assert 0.0 <= result[name]["linear_probe"] <= 1.0 and 0.0 <= result[name]["nearest_centroid"] <= 1.0, m
+            assert (
+                0.0 <= result[name]["linear_probe"] <= 1.0 and 0.0 <= result[name]["nearest_centroid"] <= 1.0
+            ), m
     fingerprints = {}
     for m in ("image", "audio", "pc"):
         folder = out / m
@@ -130,8 +158,12 @@ def test_pretrain_encoders_saves_loadable_encoders_and_report(xib_root: Path) ->
         encoder = build_encoder(m, cfg.model.encoders[m])  # the demo config's own path, through real loading
         assert encoder.loaded_from == folder
         assert encoder.fingerprint() == meta["fingerprint"]
-        assert encoder.fingerprint() != build_encoder(m, dataclasses.replace(
-            build_encoder(m, cfg.model.encoders[m]).cfg, path="")).fingerprint()
+        assert (
+            encoder.fingerprint()
+            != build_encoder(
+                m, dataclasses.replace(build_encoder(m, cfg.model.encoders[m]).cfg, path="")
+            ).fingerprint()
+        )
         fingerprints[m] = meta["fingerprint"]
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # atomic: no temp dirs left behind
 

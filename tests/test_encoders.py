@@ -16,19 +16,44 @@ from xib.models.encoders import build_encoder
 TINY = {
     "image": EncoderConfig(
         family="clip_vision",
-        arch={"image_size": 16, "patch_size": 8, "hidden_size": 32, "num_hidden_layers": 1,
-              "num_attention_heads": 2, "intermediate_size": 64},
+        arch={
+            "image_size": 16,
+            "patch_size": 8,
+            "hidden_size": 32,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "intermediate_size": 64,
+        },
     ),
     "audio": EncoderConfig(
         family="ast",
-        arch={"num_mel_bins": 16, "max_length": 50, "patch_size": 16, "frequency_stride": 16, "time_stride": 16,
-              "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64},
-        views=2, segment_seconds=0.5, mean=[-4.0], std=[4.0],
+        arch={
+            "num_mel_bins": 16,
+            "max_length": 50,
+            "patch_size": 16,
+            "frequency_stride": 16,
+            "time_stride": 16,
+            "hidden_size": 32,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "intermediate_size": 64,
+        },
+        views=2,
+        segment_seconds=0.5,
+        mean=[-4.0],
+        std=[4.0],
     ),
     "pc": EncoderConfig(
         family="pointbert",
-        arch={"num_groups": 8, "group_size": 16, "hidden_size": 32, "num_hidden_layers": 1,
-              "num_attention_heads": 2, "sample_points": 128, "pointnet_dim": 8},
+        arch={
+            "num_groups": 8,
+            "group_size": 16,
+            "hidden_size": 32,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "sample_points": 128,
+            "pointnet_dim": 8,
+        },
     ),
 }
 TINY["video"] = dataclasses.replace(TINY["image"], views=3)
@@ -91,9 +116,18 @@ def test_kaldi_fbank_matches_transformers_reference() -> None:
     wave = media("audio", count=1)[0][:8000]
     ours = kaldi_fbank(torch.from_numpy(wave)[None], encoder.mel_filters, 16000)[0].numpy()
     reference = spectrogram(
-        wave.astype(np.float64), window_function(400, "hann", periodic=False), frame_length=400, hop_length=160,
-        fft_length=512, power=2.0, center=False, preemphasis=0.97, mel_filters=encoder.mel_filters.double().numpy(),
-        log_mel="log", mel_floor=1.192092955078125e-07, remove_dc_offset=True,
+        wave.astype(np.float64),
+        window_function(400, "hann", periodic=False),
+        frame_length=400,
+        hop_length=160,
+        fft_length=512,
+        power=2.0,
+        center=False,
+        preemphasis=0.97,
+        mel_filters=encoder.mel_filters.double().numpy(),
+        log_mel="log",
+        mel_floor=1.192092955078125e-07,
+        remove_dc_offset=True,
     ).T
     assert ours.shape == reference.shape == (48, 16)
     np.testing.assert_allclose(ours, reference, atol=2e-3)
@@ -145,7 +179,9 @@ def test_fingerprint_tracks_weights_and_preprocessing(tmp_path) -> None:
     cfg = TINY["audio"]
     first = build_encoder("audio", cfg).fingerprint()
     assert build_encoder("audio", cfg).fingerprint() == first  # seeded build: stable
-    assert build_encoder("audio", dataclasses.replace(cfg, path=str(tmp_path / "absent"))).fingerprint() == first
+    assert (
+        build_encoder("audio", dataclasses.replace(cfg, path=str(tmp_path / "absent"))).fingerprint() == first
+    )
     assert build_encoder("audio", dataclasses.replace(cfg, seed=1)).fingerprint() != first  # other weights
     for change in ({"segment_seconds": 0.25}, {"views": 3}, {"mean": [-3.0]}, {"sample_rate": 8000}):
         assert build_encoder("audio", dataclasses.replace(cfg, **change)).fingerprint() != first, change
@@ -158,8 +194,10 @@ def test_fingerprint_tracks_weights_and_preprocessing(tmp_path) -> None:
     assert build_encoder("image", dataclasses.replace(image, std=[0.5, 0.5, 0.5])).fingerprint() != base
     assert build_encoder("video", dataclasses.replace(image, views=1)).fingerprint() != base  # other modality
     pc = TINY["pc"]
-    assert (build_encoder("pc", dataclasses.replace(pc, pc_normalize="unit_sphere")).fingerprint()
-            != build_encoder("pc", pc).fingerprint())
+    assert (
+        build_encoder("pc", dataclasses.replace(pc, pc_normalize="unit_sphere")).fingerprint()
+        != build_encoder("pc", pc).fingerprint()
+    )
 
 
 def test_pc_normalisation_keeps_size_when_centering() -> None:

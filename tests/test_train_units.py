@@ -3,6 +3,7 @@ checkpoint validity, secret scrubbing."""
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections import Counter
@@ -13,10 +14,20 @@ import pytest
 from xib.errors import XibError
 
 
-def _train_cfg(**overrides):
+@functools.cache
+def _base_train_cfg():
     from xib.config import load_config
 
-    return load_config([f"train.{k}={v}" for k, v in overrides.items()]).train
+    return load_config().train
+
+
+def _train_cfg(**overrides):
+    from omegaconf import OmegaConf
+
+    cfg = _base_train_cfg().copy()
+    for key, value in overrides.items():
+        OmegaConf.update(cfg, key, value)
+    return cfg
 
 
 @pytest.mark.parametrize("stage", [0, 1, 2, 3])

@@ -59,12 +59,13 @@ def repro(overrides: list[str]) -> int:
 @command("demo")
 def demo(overrides: list[str]) -> int:
     """The whole pipeline through Prefect on the embedded default, then a summary."""
-    from flows.pipeline import pipeline_flow
-
     cfg = load_config(overrides)
     root = Path(cfg.paths.root).resolve()
+    # Prefect reads its settings when imported, and its temporary API fails without this folder.
     prefect_home = Path(os.environ.setdefault("PREFECT_HOME", str(root / ".cache" / "prefect")))
-    prefect_home.mkdir(parents=True, exist_ok=True)  # Prefect's temporary API fails without it
+    prefect_home.mkdir(parents=True, exist_ok=True)
+    from flows.pipeline import pipeline_flow
+
     started = time.perf_counter()
     decision = pipeline_flow(overrides)
     elapsed = time.perf_counter() - started

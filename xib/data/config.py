@@ -43,6 +43,9 @@ class CorpusConfig:
     seed: int = 1
     fact_lines: int = 4000
     caption_lines: int = 12000
+    knowledge_lines: int = 12000  # attributes the comparisons ask about, of kinds and of captions
+    speed_words: list[str] = field(default_factory=lambda: ["still", "slow", "fast", "very fast"])  # by speed
+    loudness_words: list[str] = field(default_factory=lambda: ["silent", "quiet", "loud", "very loud"])  # by loudness
     instruction_lines: int = 12000
     comparison_lines: int = 72000  # whole passes over every seen comparison keep answers balanced
     modalities: list[str] = field(default_factory=lambda: ["image", "pc", "audio", "video"])

@@ -1,7 +1,9 @@
 """The demo LLM's pre-training text: the toy world's knowledge, written in the layouts xib prompts use.
 
-Four kinds of line, one document per line (the LM sees each as `<s> line </s>`):
+Five kinds of line, one document per line (the LM sees each as `<s> line </s>`):
 - facts about kinds (`xib.data.world.facts`);
+- knowledge: what the comparison questions ask about (alive, flies, size, habitat, speed, loudness),
+  said of a kind or of one of its captions (" audio: the sound of barking is fast.");
 - caption-to-kind sentences for every modality (" image: a brown sphere in a home is a dog.");
 - single-input instructions in the layout of `xib.prompts.instruction_prompt`, the caption in place of
   the input's soft tokens, with the instruction templates of `conf/data` (`data.instruct`);
@@ -118,6 +120,18 @@ def _attribute_answer(kind: Kind, attribute: str) -> str:
     return str(getattr(kind, attribute))
 
 
+def knowledge(kind: Kind, corpus_cfg: Any) -> list[str]:
+    """Predicates about `kind` for every attribute the comparison questions ask about."""
+    return [
+        "is alive" if kind.alive else "is not alive",
+        "can fly" if kind.flies else "cannot fly",
+        f"is {kind.size}",
+        f"lives {HABITAT_PHRASE[kind.habitat]}",
+        f"is {corpus_cfg.speed_words[kind.speed]}",
+        f"is {corpus_cfg.loudness_words[kind.loudness]}",
+    ]
+
+
 def _instruction_items(cfg: Any) -> list[tuple[str, str, str]]:
     """(modality, instruction, answer-kind) templates: `data.instruct` templates, the eval prompts and
     the DisCRn Q-Former text, so every word other rooms prompt the LLM with is in its vocabulary."""
@@ -159,6 +173,17 @@ def corpus_lines(cfg: Any) -> list[str]:
         shown = render_text([Slot(0, modality)], [caption(kind, modality)], cues, use_cues)
         template = rng.choice(list(corpus_cfg.caption_templates))
         lines.append(template.format(input=shown, kind=article(kind.name)).strip())
+
+    # What the comparisons ask about, said of each kind and of each caption: the attributes a
+    # comparison needs, so held-out pairs can be answered by composing caption -> kind -> attribute.
+    for _ in range(int(corpus_cfg.knowledge_lines)):
+        kind, modality = rng.choice(KINDS), rng.choice(modalities)
+        subject = (
+            render_text([Slot(0, modality)], [caption(kind, modality)], cues, use_cues)
+            if rng.random() < 0.5
+            else article(kind.name)
+        )
+        lines.append(f"{subject} {rng.choice(knowledge(kind, corpus_cfg))}.".strip())
 
     items = _instruction_items(cfg)
     for _ in range(int(corpus_cfg.instruction_lines)):

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 class LLMArchConfig:
     """A small LlamaForCausalLM (RoPE, SwiGLU, RMSNorm), the toy world's Vicuna."""
 
-    hidden_size: int = 128
-    intermediate_size: int = 344
+    hidden_size: int = 64
+    intermediate_size: int = 172
     num_hidden_layers: int = 4
     num_attention_heads: int = 4
     num_key_value_heads: int = 4
@@ -20,10 +20,10 @@ class LLMArchConfig:
 
 @dataclass
 class LLMPretrainConfig:
-    steps: int = 8000
-    batch_size: int = 64  # rows of `seq_len` tokens, each packed with whole corpus lines
+    steps: int = 4000
+    batch_size: int = 32  # rows of `seq_len` tokens, each packed with whole corpus lines
     seq_len: int = 128  # as long as the DisCRn prompts with soft tokens, so every position is trained
-    lr: float = 0.002
+    lr: float = 0.003
     min_lr_ratio: float = 0.05
     warmup_steps: int = 200
     weight_decay: float = 0.01
@@ -34,7 +34,7 @@ class LLMPretrainConfig:
     threads: int = 2
     seed: int = 0
     log_every: int = 100
-    eval_every: int = 500  # held-out ceiling (logits) reported during pre-training; 0 = never
+    eval_every: int = 250  # held-out ceiling (logits) reported during pre-training; 0 = never
 
 
 @dataclass

@@ -77,8 +77,8 @@ class EncoderPretrainConfig:
     modalities: list[str] = field(default_factory=lambda: ["image", "audio", "pc"])  # video reuses image
     output_dir: str = "${paths.artifacts}/bootstrap/encoders"  # <output_dir>/<modality>/
     target: str = "kind"  # manifest column the linear head classifies
-    steps: int = 300
-    batch_size: int = 64
+    steps: int = 150
+    batch_size: int = 32
     lr: float = 0.001
     weight_decay: float = 0.01
     warmup_steps: int = 20

@@ -46,8 +46,9 @@ class LabelledMedia:
 
 
 # ---------------------------------------------------------------------------------------------- data
-def load_world_split(cfg: Any, modality: str, split: str, target: str, max_items: int = 0,
-                     seed: int = 0) -> LabelledMedia:
+def load_world_split(
+    cfg: Any, modality: str, split: str, target: str, max_items: int = 0, seed: int = 0
+) -> LabelledMedia:
     """Decoded media and their `target` labels from `data/world/<modality>/<split>`."""
     from tqdm import tqdm
 
@@ -63,12 +64,15 @@ def load_world_split(cfg: Any, modality: str, split: str, target: str, max_items
         df = df.sample(n=max_items, random_state=seed).sort_index()
     sample_rate = int(cfg.model.encoders[modality].sample_rate) if modality == "audio" else 0
     items, labels = [], []
-    rows = tqdm(iter_items(df, path.parent), total=len(df), desc=f"read {modality}/{split}", leave=False,
-                disable=None)
+    rows = tqdm(
+        iter_items(df, path.parent), total=len(df), desc=f"read {modality}/{split}", leave=False, disable=None
+    )
     for row, data in rows:
         label = str(row[target]) if row[target] is not None else ""
         if not label:
-            raise DataError(str(path), f"{target} is not empty (pre-training needs a label)", row=int(row.name))
+            raise DataError(
+                str(path), f"{target} is not empty (pre-training needs a label)", row=int(row.name)
+            )
         try:
             if modality == "audio":
                 array, rate = decode_audio(data)
@@ -107,8 +111,14 @@ def lr_factor(step: int, warmup: int, total: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
-def train_encoder(encoder: FrozenEncoder, inputs: torch.Tensor, labels: torch.Tensor, num_classes: int,
-                  pcfg: Any, desc: str = "pretrain") -> list[float]:
+def train_encoder(
+    encoder: FrozenEncoder,
+    inputs: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int,
+    pcfg: Any,
+    desc: str = "pretrain",
+) -> list[float]:
     """Train the encoder with a linear head on its pooled tokens (cross-entropy); return the losses.
 
     The head is thrown away; the encoder comes back frozen.
@@ -145,8 +155,16 @@ def train_encoder(encoder: FrozenEncoder, inputs: torch.Tensor, labels: torch.Te
 
 
 # ---------------------------------------------------------------------------------------------- probing
-def probe_accuracy(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
-                   num_classes: int, steps: int, lr: float, seed: int = 0) -> dict[str, float]:
+def probe_accuracy(
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    test_x: torch.Tensor,
+    test_y: torch.Tensor,
+    num_classes: int,
+    steps: int,
+    lr: float,
+    seed: int = 0,
+) -> dict[str, float]:
     """Held-out accuracy of a linear probe and of a nearest-centroid classifier on frozen features.
 
     Labels < 0 (a test class never seen in training) count as errors.
@@ -165,20 +183,37 @@ def probe_accuracy(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.T
             optimizer.step()
     with torch.no_grad():
         linear = (probe(test_x).argmax(-1) == test_y).float().mean().item()
-        centroids = torch.stack([
-            train_x[train_y == c].mean(0) if (train_y == c).any() else torch.full_like(train_x[0], float("inf"))
-            for c in range(num_classes)
-        ])
+        centroids = torch.stack(
+            [
+                train_x[train_y == c].mean(0)
+                if (train_y == c).any()
+                else torch.full_like(train_x[0], float("inf"))
+                for c in range(num_classes)
+            ]
+        )
         nearest = torch.cdist(test_x, centroids).argmin(-1)
         centroid = (nearest == test_y).float().mean().item()
     return {"linear_probe": round(linear, 4), "nearest_centroid": round(centroid, 4)}
 
 
-def measure(encoder: FrozenEncoder, train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor],
-            num_classes: int, pcfg: Any) -> dict[str, float]:
+def measure(
+    encoder: FrozenEncoder,
+    train: tuple[torch.Tensor, torch.Tensor],
+    test: tuple[torch.Tensor, torch.Tensor],
+    num_classes: int,
+    pcfg: Any,
+) -> dict[str, float]:
     train_x, test_x = pooled_features(encoder, train[0]), pooled_features(encoder, test[0])
-    return probe_accuracy(train_x, train[1], test_x, test[1], num_classes, int(pcfg.probe_steps),
-                          float(pcfg.probe_lr), int(pcfg.seed))
+    return probe_accuracy(
+        train_x,
+        train[1],
+        test_x,
+        test[1],
+        num_classes,
+        int(pcfg.probe_steps),
+        float(pcfg.probe_lr),
+        int(pcfg.seed),
+    )
 
 
 def label_ids(labels: list[str], classes: list[str]) -> torch.Tensor:
@@ -242,8 +277,9 @@ def pretrain_encoders(cfg: Any, force: bool = False) -> dict[str, Any]:
             enc_cfg = dataclasses.replace(encoder_config(encoders[m]), path="")
             encoder = build_encoder(m, enc_cfg)
             inputs = preprocess_all(encoder, train.items)
-            losses = train_encoder(encoder, inputs, label_ids(train.labels, classes), len(classes), pcfg,
-                                   desc=f"pretrain {m}")
+            losses = train_encoder(
+                encoder, inputs, label_ids(train.labels, classes), len(classes), pcfg, desc=f"pretrain {m}"
+            )
             encoder.save(target_dir)
             meta = {
                 "key": key,
@@ -255,11 +291,16 @@ def pretrain_encoders(cfg: Any, force: bool = False) -> dict[str, Any]:
                 "loss_first": round(losses[0], 4) if losses else None,
                 "loss_last": round(float(np.mean(losses[-10:])), 4) if losses else None,
                 "seconds": round(time.time() - started, 1),
-                "fingerprint": build_encoder(m, dataclasses.replace(enc_cfg, path=str(target_dir))).fingerprint(),
+                "fingerprint": build_encoder(
+                    m, dataclasses.replace(enc_cfg, path=str(target_dir))
+                ).fingerprint(),
             }
             write_json(meta_file, meta)
-            print(f"encoder {m}: {len(train.items)} items, loss {meta['loss_first']} -> {meta['loss_last']}, "
-                  f"{meta['seconds']} s -> {target_dir}", file=sys.stderr)
+            print(
+                f"encoder {m}: {len(train.items)} items, loss {meta['loss_first']} -> {meta['loss_last']}, "
+                f"{meta['seconds']} s -> {target_dir}",
+                file=sys.stderr,
+            )
         for m in pcfg.eval_modalities:
             report["modalities"][m] = measure_modality(cfg, m, out_dir)
         write_json(out_dir / REPORT_NAME, report)
@@ -280,7 +321,11 @@ def measure_modality(cfg: Any, modality: str, out_dir: Path) -> dict[str, Any]:
     test = load_world_split(cfg, modality, str(pcfg.eval_split), pcfg.target, limit, int(pcfg.seed))
     classes = sorted(set(train.labels))
     base = encoder_config(cfg.model.encoders[modality])
-    result: dict[str, Any] = {"encoder": source, "train_items": len(train.items), "test_items": len(test.items)}
+    result: dict[str, Any] = {
+        "encoder": source,
+        "train_items": len(train.items),
+        "test_items": len(test.items),
+    }
     inputs = None
     for name, path in (("random", ""), ("pretrained", str(trained_dir))):
         encoder = build_encoder(modality, dataclasses.replace(base, path=path))
@@ -288,8 +333,10 @@ def measure_modality(cfg: Any, modality: str, out_dir: Path) -> dict[str, Any]:
             inputs = (preprocess_all(encoder, train.items), preprocess_all(encoder, test.items))
         ytrain, ytest = label_ids(train.labels, classes), label_ids(test.labels, classes)
         result[name] = measure(encoder, (inputs[0], ytrain), (inputs[1], ytest), len(classes), pcfg)
-    print(f"{modality}: held-out kind accuracy random {result['random']} -> pretrained {result['pretrained']}",
-          file=sys.stderr)
+    print(
+        f"{modality}: held-out kind accuracy random {result['random']} -> pretrained {result['pretrained']}",
+        file=sys.stderr,
+    )
     return result
 
 

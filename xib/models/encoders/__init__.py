@@ -75,7 +75,9 @@ def saved_model_dir(path: str) -> Path | None:
     if not directory.exists():
         return None
     if not (directory / "config.json").is_file():
-        raise XibError(f"{directory}: encoder directory has no config.json (expected a save_pretrained folder)")
+        raise XibError(
+            f"{directory}: encoder directory has no config.json (expected a save_pretrained folder)"
+        )
     return directory
 
 
@@ -97,8 +99,12 @@ class FrozenEncoder(nn.Module):
         self.dtype = torch_dtype(cfg.dtype)
         self.loaded_from: Path | None = saved_model_dir(cfg.path)
         if cfg.path and self.loaded_from is None:
-            log.warning("%s encoder: %s does not exist; building %s from arch (random init)",
-                        modality, cfg.path, self.family)
+            log.warning(
+                "%s encoder: %s does not exist; building %s from arch (random init)",
+                modality,
+                cfg.path,
+                self.family,
+            )
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(cfg.seed))
             self.backbone = self.build_backbone(self.loaded_from)

@@ -23,8 +23,17 @@ FRAME_LENGTH_S = 0.025
 FRAME_SHIFT_S = 0.010
 PREEMPHASIS = 0.97
 MEL_FLOOR = 1.192092955078125e-07
-_ARCH_KEYS = ("num_mel_bins", "max_length", "patch_size", "frequency_stride", "time_stride", "hidden_size",
-              "num_hidden_layers", "num_attention_heads", "intermediate_size")
+_ARCH_KEYS = (
+    "num_mel_bins",
+    "max_length",
+    "patch_size",
+    "frequency_stride",
+    "time_stride",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+)
 
 
 def segment_starts(total: int, length: int, views: int) -> np.ndarray:
@@ -116,7 +125,9 @@ class ASTEncoder(FrozenEncoder):
         for index, item in enumerate(items):
             wave = np.asarray(item)
             if wave.ndim != 1 or not np.issubdtype(wave.dtype, np.floating) or wave.size == 0:
-                raise ValueError(f"{self.modality} item {index}: expected float32 [T] audio, got {wave.dtype} {wave.shape}")
+                raise ValueError(
+                    f"{self.modality} item {index}: expected float32 [T] audio, got {wave.dtype} {wave.shape}"
+                )
             wave = torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32))
             if wave.numel() < length:
                 wave = torch.nn.functional.pad(wave, (0, length - wave.numel()))

@@ -18,8 +18,15 @@ from torch import nn
 from xib.errors import XibError
 from xib.models.encoders import FrozenEncoder, clean_hf_config
 
-_TOKEN_KEYS = ("image_size", "patch_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-               "intermediate_size", "num_channels")
+_TOKEN_KEYS = (
+    "image_size",
+    "patch_size",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "num_channels",
+)
 
 
 def frame_indices(total: int, views: int) -> np.ndarray:
@@ -33,7 +40,9 @@ def resize_center_crop(frames: torch.Tensor, size: int) -> torch.Tensor:
     scale = size / min(h, w)
     new_h, new_w = max(size, round(h * scale)), max(size, round(w * scale))
     if (new_h, new_w) != (h, w):
-        frames = F.interpolate(frames, size=(new_h, new_w), mode="bicubic", align_corners=False, antialias=True)
+        frames = F.interpolate(
+            frames, size=(new_h, new_w), mode="bicubic", align_corners=False, antialias=True
+        )
     top, left = (new_h - size) // 2, (new_w - size) // 2
     return frames[..., top : top + size, left : left + size].clamp(0.0, 1.0)
 

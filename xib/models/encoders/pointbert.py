@@ -89,10 +89,15 @@ class MiniPointNet(nn.Module):
 
     def __init__(self, width: int, out_dim: int) -> None:
         super().__init__()
-        self.first = nn.Sequential(nn.Linear(3, width), PointBatchNorm(width), nn.ReLU(),
-                                   nn.Linear(width, 2 * width))
-        self.second = nn.Sequential(nn.Linear(4 * width, 4 * width), PointBatchNorm(4 * width), nn.ReLU(),
-                                    nn.Linear(4 * width, out_dim))
+        self.first = nn.Sequential(
+            nn.Linear(3, width), PointBatchNorm(width), nn.ReLU(), nn.Linear(width, 2 * width)
+        )
+        self.second = nn.Sequential(
+            nn.Linear(4 * width, 4 * width),
+            PointBatchNorm(4 * width),
+            nn.ReLU(),
+            nn.Linear(4 * width, out_dim),
+        )
 
     def forward(self, patches: torch.Tensor) -> torch.Tensor:  # [B, G, K, 3] -> [B, G, out]
         x = self.first(patches)
@@ -106,7 +111,9 @@ class PointBERT(nn.Module):
         self.config = config
         d = config.hidden_size
         if d % config.num_attention_heads:
-            raise XibError(f"pointbert hidden_size {d} is not divisible by {config.num_attention_heads} heads")
+            raise XibError(
+                f"pointbert hidden_size {d} is not divisible by {config.num_attention_heads} heads"
+            )
         self.patch_embed = MiniPointNet(config.pointnet_dim, d)
         self.pos_embed = nn.Sequential(nn.Linear(3, 128), nn.GELU(), nn.Linear(128, d))
         self.cls_token = nn.Parameter(torch.zeros(1, 1, d))
@@ -158,14 +165,20 @@ class PointBERT(nn.Module):
         config_file, weights_file = directory / "config.json", directory / "model.safetensors"
         for file in (config_file, weights_file):
             if not file.is_file():
-                raise XibError(f"{file}: missing (a pointbert directory holds config.json + model.safetensors)")
+                raise XibError(
+                    f"{file}: missing (a pointbert directory holds config.json + model.safetensors)"
+                )
         data = json.loads(config_file.read_text())
         if data.get("model_type") != MODEL_TYPE:
-            raise XibError(f"{config_file}: model_type is {data.get('model_type')!r}, expected {MODEL_TYPE!r}")
+            raise XibError(
+                f"{config_file}: model_type is {data.get('model_type')!r}, expected {MODEL_TYPE!r}"
+            )
         model = cls(PointBERTConfig.from_dict(data, where=str(config_file)))
         missing, unexpected = model.load_state_dict(load_file(str(weights_file)), strict=False)
         if missing or unexpected:
-            raise XibError(f"{weights_file}: weights do not match config (missing {missing}, unexpected {unexpected})")
+            raise XibError(
+                f"{weights_file}: weights do not match config (missing {missing}, unexpected {unexpected})"
+            )
         return model
 
 
@@ -216,7 +229,9 @@ class PointBERTEncoder(FrozenEncoder):
         for index, item in enumerate(items):
             array = np.asarray(item)
             if array.ndim != 2 or array.shape[1] < 3 or array.shape[0] == 0:
-                raise ValueError(f"{self.modality} item {index}: expected float32 [N, 3+] points, got {array.shape}")
+                raise ValueError(
+                    f"{self.modality} item {index}: expected float32 [N, 3+] points, got {array.shape}"
+                )
             xyz = array[:, :3].astype(np.float32)
             if not np.all(np.isfinite(xyz)):
                 raise ValueError(f"{self.modality} item {index}: points contain NaN or inf")
