@@ -43,7 +43,7 @@ class CorpusConfig:
     seed: int = 1
     fact_lines: int = 4000
     caption_lines: int = 12000
-    knowledge_lines: int = 12000  # attributes the comparisons ask about, of kinds and of captions
+    knowledge_lines: int = 0  # attributes the comparisons ask about, of kinds and of captions (0: none)
     speed_words: list[str] = field(default_factory=lambda: ["still", "slow", "fast", "very fast"])  # by speed
     loudness_words: list[str] = field(default_factory=lambda: ["silent", "quiet", "loud", "very loud"])  # by loudness
     instruction_lines: int = 12000
