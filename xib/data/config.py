@@ -44,8 +44,9 @@ class CorpusConfig:
     fact_lines: int = 4000
     caption_lines: int = 12000
     knowledge_lines: int = 0  # attributes the comparisons ask about, of kinds and of captions (0: none)
-    speed_words: list[str] = field(default_factory=lambda: ["still", "slow", "fast", "very fast"])  # by speed
-    loudness_words: list[str] = field(default_factory=lambda: ["silent", "quiet", "loud", "very loud"])  # by loudness
+    # Words for a kind's speed (0..3) and loudness (1..3), indexed by the value.
+    speed_words: list[str] = field(default_factory=lambda: ["still", "slow", "fast", "very fast"])
+    loudness_words: list[str] = field(default_factory=lambda: ["silent", "quiet", "loud", "very loud"])
     instruction_lines: int = 12000
     comparison_lines: int = 72000  # whole passes over every seen comparison keep answers balanced
     modalities: list[str] = field(default_factory=lambda: ["image", "pc", "audio", "video"])
