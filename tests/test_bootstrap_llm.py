@@ -128,7 +128,6 @@ def test_bootstrap_rebuilds_then_reuses_matching_weights(xib_root: Path, tmp_pat
     assert not ok and "corpus" in why
 
 
-@pytest.mark.skipif(not SHIPPED.is_dir(), reason="no shipped demo LLM in this checkout")
 def test_shipped_llm_is_current_loads_and_reaches_its_reported_ceiling(xib_root: Path) -> None:
     import torch
     from omegaconf import OmegaConf

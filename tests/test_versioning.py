@@ -116,8 +116,7 @@ def test_push_pull_local_remote(twin_repos, tmp_path: Path):
 def moto_s3(monkeypatch: pytest.MonkeyPatch):
     """An S3 API on loopback (moto), started and stopped by the test; yields its endpoint."""
     server = Path(sys.executable).with_name("moto_server")
-    if not server.exists():
-        pytest.skip("moto_server not installed (pip install 'moto[server]')")
+    assert server.exists(), "moto_server missing: the dev extra installs moto[server]"
     port = _free_port()
     proc = subprocess.Popen(
         [str(server), "-H", "127.0.0.1", "-p", str(port)],
