@@ -203,3 +203,27 @@ def test_caption_anchor_loss(model):
     anchor.backward()
     assert model.projections["image"].language_projection.weight.grad is not None
     model.zero_grad(set_to_none=True)
+
+
+def test_per_view_anchoring_pulls_every_frame_to_the_caption(model):
+    from xib.models.anchor import caption_anchor_loss as anchor_fn
+
+    assert VIEWS["video"] > 1
+    prompts = [
+        (fill_slots(instruction_prompt("video", "describe"), [media("video", seed=s)]), "a red cube")
+        for s in range(2)
+    ]
+    batch = model.collate(prompts, captions=["a red cube", "a blue cone"])
+    out = model(batch)
+    views, rows = model.view_soft_tokens(batch, out.soft_tokens)
+    k = model.cfg.projection.num_query_tokens
+    assert views.shape[:2] == (2 * VIEWS["video"], k)
+    assert rows.tolist() == sorted(rows.tolist()) and set(rows.tolist()) == {0, 1}
+    # each view is scored against its own sample's caption; the mean over views is the loss
+    per_view = model.anchor_loss(batch, out, 1.0, per_view=True)
+    mask = torch.ones(views.shape[:2], dtype=torch.bool)
+    expected = anchor_fn(
+        views, mask, batch.caption_ids[rows], batch.caption_mask[rows], model.input_embeddings, 1.0
+    )
+    assert float(per_view) == pytest.approx(float(expected))
+    assert float(per_view) != pytest.approx(float(model.anchor_loss(batch, out, 1.0)))

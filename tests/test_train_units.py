@@ -159,3 +159,14 @@ def test_secrets_never_reach_mlflow() -> None:
     assert clean["model.projection.num_query_tokens"] == 6 and clean["model.generation.max_new_tokens"] == 10
     assert "AKIA" not in clean["note"] and clean["infra.s3_endpoint_url"] == ""
     assert param_key("gate.tolerances.caption/*/cider") == "gate.tolerances.caption/_/cider"
+
+
+def test_recipe_hash_changes_with_what_is_learned_not_with_how_often_it_saves(xib_root):
+    from xib.config import load_config
+    from xib.train.checkpointing import recipe_hash
+
+    base = recipe_hash(load_config())
+    assert recipe_hash(load_config(["train.checkpoint_every=7", "train.log_every=3"])) == base
+    assert recipe_hash(load_config(["train.lr=0.5"])) != base
+    assert recipe_hash(load_config(["train.anchor.enabled=true"])) != base
+    assert recipe_hash(load_config(["modality=audio"])) != base

@@ -498,21 +498,48 @@ class XInstructBLIP(nn.Module):
     def loss(self, batch: PromptBatch) -> torch.Tensor:
         return self.forward(batch).loss
 
-    def anchor_loss(self, batch: PromptBatch, output: XibOutput, weight: float) -> torch.Tensor:
-        """Caption anchoring for this batch (collated with `captions=`), see xib.models.anchor."""
+    def anchor_loss(
+        self, batch: PromptBatch, output: XibOutput, weight: float, per_view: bool = False
+    ) -> torch.Tensor:
+        """Caption anchoring for this batch (collated with `captions=`), see xib.models.anchor.
+
+        With `per_view`, every view (video frame, audio segment) of the first input is anchored to
+        the caption on its own; otherwise the views' tokens are concatenated and only the first
+        caption-length positions are anchored.
+        """
         from xib.models.anchor import caption_anchor_loss
 
         if batch.caption_ids is None or batch.caption_mask is None:
             raise XibError("anchor loss needs the captions: collate(..., captions=[...])")
-        tokens, mask = self.sample_soft_tokens(batch, output.soft_tokens)
-        return caption_anchor_loss(
-            tokens,
-            mask,
-            batch.caption_ids.to(self.device),
-            batch.caption_mask.to(self.device),
-            self.input_embeddings,
-            weight,
-        )
+        caption_ids = batch.caption_ids.to(self.device)
+        caption_mask = batch.caption_mask.to(self.device)
+        if per_view:
+            tokens, rows = self.view_soft_tokens(batch, output.soft_tokens)
+            mask = torch.ones(tokens.shape[:2], dtype=torch.bool, device=self.device)
+            caption_ids, caption_mask = caption_ids[rows], caption_mask[rows]
+        else:
+            tokens, mask = self.sample_soft_tokens(batch, output.soft_tokens)
+        return caption_anchor_loss(tokens, mask, caption_ids, caption_mask, self.input_embeddings, weight)
+
+    def view_soft_tokens(
+        self, batch: PromptBatch, soft: Mapping[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first input's soft tokens one view per row `[R, K, H]`, and each row's sample index `[R]`."""
+        first_input: dict[int, int] = {}
+        for modality in soft:
+            mb = batch.media[modality]
+            for m in range(len(mb.rows)):
+                row = int(mb.rows[m])
+                first_input[row] = min(first_input.get(row, int(mb.inputs[m])), int(mb.inputs[m]))
+        views, rows = [], []
+        for modality, tokens in soft.items():
+            mb = batch.media[modality]
+            for m in range(tokens.shape[0]):
+                row = int(mb.rows[m])
+                if int(mb.inputs[m]) == first_input[row]:
+                    views.append(tokens[m])
+                    rows.append(row)
+        return torch.stack(views), torch.tensor(rows, device=self.device)
 
     # ------------------------------------------------------------------------------------ inference
     @torch.no_grad()

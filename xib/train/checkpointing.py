@@ -72,6 +72,38 @@ class Found:
     skipped: list[str]  # one human-readable reason per skipped tag
 
 
+# Settings that change how often the run logs or saves, not what it learns: resuming across them is fine.
+_NOT_RECIPE = {
+    "checkpoint_every",
+    "eval_every",
+    "log_every",
+    "keep_checkpoints",
+    "eval_batches",
+    "eval_samples",
+}
+
+
+def recipe_hash(cfg: Any) -> str:
+    """What the trained weights depend on: the training recipe, the projection, the prompts, the
+    modality and its instruction data. A checkpoint of another recipe is never resumed."""
+    import hashlib
+
+    from omegaconf import OmegaConf
+
+    train = {k: v for k, v in OmegaConf.to_container(cfg.train, resolve=True).items() if k not in _NOT_RECIPE}
+    recipe = {
+        "train": train,
+        "projection": OmegaConf.to_container(cfg.model.projection, resolve=True),
+        "prompt": OmegaConf.to_container(cfg.model.prompt, resolve=True),
+        "modality": OmegaConf.to_container(cfg.modality, resolve=True),
+    }
+    digest = hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode())
+    instructions = Path(cfg.paths.data) / "instruct" / str(cfg.modality.name) / "train.jsonl"
+    if instructions.is_file():
+        digest.update(instructions.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def check(tag_dir: Path, expect: dict[str, Any]) -> str | None:
     """None when the checkpoint is complete and compatible; otherwise why it is not."""
     marker = tag_dir / MARKER

@@ -9,6 +9,7 @@ class AnchorConfig:
 
     enabled: bool = False
     weight: float = 1.0
+    per_view: bool = False  # anchor every frame/segment's tokens to the caption, not only the first
 
 
 @dataclass

@@ -29,11 +29,14 @@ class AlignmentObjective(nn.Module):
     and never converted, partitioned or saved by the engine.
     """
 
-    def __init__(self, model: Any, projection: nn.Module, anchor_weight: float | None) -> None:
+    def __init__(
+        self, model: Any, projection: nn.Module, anchor_weight: float | None, anchor_per_view: bool = False
+    ) -> None:
         super().__init__()
         self.projection = projection
         object.__setattr__(self, "frozen_model", model)  # not a submodule: invisible to DeepSpeed
         self.anchor_weight = anchor_weight
+        self.anchor_per_view = anchor_per_view
 
     def forward(self, batch: Any) -> dict[str, torch.Tensor]:
         model = self.frozen_model
@@ -45,7 +48,7 @@ class AlignmentObjective(nn.Module):
         }
         loss = output.loss
         if self.anchor_weight is not None:
-            anchor = model.anchor_loss(batch, output, self.anchor_weight)
+            anchor = model.anchor_loss(batch, output, self.anchor_weight, per_view=self.anchor_per_view)
             loss = loss + anchor
             result["anchor_loss"] = anchor.detach()
         result["loss"] = loss
@@ -109,7 +112,10 @@ def build(cfg: Any, modality: str, feature_dim: int, device: torch.device) -> Se
             raise XibError(f"{name} would train, but only the projection may")
     anchor_enabled = bool(cfg.train.anchor.enabled)
     objective = AlignmentObjective(
-        model, projection, float(cfg.train.anchor.weight) if anchor_enabled else None
+        model,
+        projection,
+        float(cfg.train.anchor.weight) if anchor_enabled else None,
+        bool(cfg.train.anchor.per_view),
     )
 
     def collate(records: list[dict[str, Any]]) -> Any:

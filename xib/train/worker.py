@@ -223,7 +223,12 @@ def train(cfg: Any, rank: int, world: int, local_rank: int) -> int:
     frozen = sum(p.numel() for p in setup.model.parameters() if not p.requires_grad)
 
     last_loss = float("nan")
-    expect = {"world_size": world, "zero_stage": int(tc.zero_stage), "modality": modality}
+    expect = {
+        "world_size": world,
+        "zero_stage": int(tc.zero_stage),
+        "modality": modality,
+        "recipe": checkpointing.recipe_hash(cfg),
+    }
     start = 0
     found = checkpointing.find_latest(ckpt_dir, expect)
     for message in found.skipped:
