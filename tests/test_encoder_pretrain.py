@@ -154,7 +154,9 @@ def test_pretrain_encoders_saves_loadable_encoders_and_report(xib_root: Path) ->
         folder = out / m
         assert (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
         meta = json.loads((folder / "xib_pretrain.json").read_text())
-        assert meta["classes"] == ["car", "dog"] and meta["train_items"] == 8
+        # the image encoder also learns from every frame of the 8 training clips (frames_from)
+        frames = 8 * int(cfg.data.world.video_frames) if m == "image" else 0
+        assert meta["classes"] == ["car", "dog"] and meta["train_items"] == 8 + frames
         encoder = build_encoder(m, cfg.model.encoders[m])  # the demo config's own path, through real loading
         assert encoder.loaded_from == folder
         assert encoder.fingerprint() == meta["fingerprint"]

@@ -83,6 +83,8 @@ class EncoderPretrainConfig:
     weight_decay: float = 0.01
     warmup_steps: int = 20
     max_items: int = 0  # train items per modality; 0 = all
+    # the frames of these modalities' training clips join an encoder's training set (video -> image)
+    frames_from: dict[str, list[str]] = field(default_factory=dict)
     eval_split: str = "test"  # held out by entity
     eval_modalities: list[str] = field(default_factory=lambda: ["image", "audio", "pc", "video"])
     eval_max_items: int = 0  # per split when measuring; 0 = all

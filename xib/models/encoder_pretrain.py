@@ -88,6 +88,16 @@ def load_world_split(
     return LabelledMedia(items, labels, str(path), checksum)
 
 
+def with_frames_of(train: LabelledMedia, clips: LabelledMedia) -> LabelledMedia:
+    """`train` plus every frame of `clips` (uint8 [T, H, W, 3]) as an image with its clip's label."""
+    items, labels = list(train.items), list(train.labels)
+    for clip, label in zip(clips.items, clips.labels, strict=True):
+        items.extend(list(clip))
+        labels.extend([label] * len(clip))
+    checksum = hashlib.sha256((train.checksum + clips.checksum).encode()).hexdigest()
+    return LabelledMedia(items, labels, f"{train.source} + frames of {clips.source}", checksum)
+
+
 def preprocess_all(encoder: FrozenEncoder, items: list[np.ndarray], chunk: int = 256) -> torch.Tensor:
     return torch.cat([encoder.preprocess(items[i : i + chunk]) for i in range(0, len(items), chunk)])
 
@@ -266,6 +276,8 @@ def pretrain_encoders(cfg: Any, force: bool = False) -> dict[str, Any]:
         for m in pcfg.modalities:
             started = time.time()
             train = load_world_split(cfg, m, "train", pcfg.target, int(pcfg.max_items), int(pcfg.seed))
+            for source in pcfg.frames_from.get(m, []):
+                train = with_frames_of(train, load_world_split(cfg, source, "train", pcfg.target, 0, 0))
             classes = sorted(set(train.labels))
             classes_by[m] = classes
             target_dir = out_dir / m
