@@ -32,7 +32,7 @@ def run_stage(name: str, overrides: list[str], root: str, force: bool = False) -
     from xib.stages import run_stage as run
 
     stage = load_stages()[name]
-    outcome = run(stage, overrides, Path(root), force=force)
+    outcome = run(stage, overrides, Path(root), force=force, in_process=False)
     get_run_logger().info("stage %s %s", name, outcome)
     return ";".join(str(Path(root) / out) for out in stage.outs)
 

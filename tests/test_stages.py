@@ -91,3 +91,25 @@ def test_failed_stage_is_not_marked_done(xib_root, monkeypatch):
     with pytest.raises(XibError):
         run_stage(stage, [], xib_root)
     assert not (xib_root / ".cache/stages/toy.json").exists()
+
+
+def test_flows_run_stages_as_child_processes(xib_root):
+    import pytest
+
+    from xib.errors import XibError
+
+    (xib_root / "data").mkdir()
+    (xib_root / "data/in.txt").write_text("x")
+    spec = {
+        "stages": {
+            "show": {"cmd": "xib --params params.yaml config", "deps": ["data/in.txt"], "params": ["seed"]},
+            "broken": {"cmd": "xib --params params.yaml no-such-command", "deps": ["data/in.txt"]},
+        }
+    }
+    dvc_file = xib_root / "dvc.yaml"
+    dvc_file.write_text(yaml.safe_dump(spec))
+    stages = load_stages(dvc_file)
+    assert run_stage(stages["show"], [], xib_root, in_process=False) == "ran"
+    assert run_stage(stages["show"], [], xib_root, in_process=False) == "skipped"
+    with pytest.raises(XibError, match="broken"):
+        run_stage(stages["broken"], [], xib_root, in_process=False)

@@ -130,19 +130,31 @@ def mark_done(stage: Stage, key: str, root: Path) -> None:
     write_json(_record_path(root, stage), {"key": key, "stage": stage.name})
 
 
-def run_stage(stage: Stage, overrides: list[str], root: Path, force: bool = False) -> str:
-    """Run one stage in-process unless it is fresh. Returns "ran" or "skipped"."""
+def run_stage(
+    stage: Stage, overrides: list[str], root: Path, force: bool = False, in_process: bool = True
+) -> str:
+    """Run one stage unless it is fresh. Returns "ran" or "skipped".
+
+    `in_process=False` runs it as a child `xib` process: what the flows do, since their tasks run in
+    threads and loading models (transformers' meta-device initialisation) is not thread-safe.
+    """
+    import subprocess
+    import sys
+
     from xib.commands import load_commands
     from xib.config import load_config
     from xib.errors import XibError
 
-    commands = load_commands()
     args = list(stage.args) + list(overrides)
     cfg = load_config(args)
     key = stage_key(stage, cfg, root)
     if not force and is_fresh(stage, key, root):
         return "skipped"
-    status = commands[stage.command](args)
+    if in_process:
+        status = load_commands()[stage.command](args)
+    else:
+        env = dict(os.environ, XIB_ROOT=str(root))
+        status = subprocess.run([sys.executable, "-m", "xib.cli", stage.command, *args], env=env).returncode
     if status:
         raise XibError(f"stage {stage.name} failed with exit status {status}")
     # the key covers the dependencies as they were when the stage read them
