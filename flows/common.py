@@ -1,4 +1,4 @@
-"""The one Prefect task every flow uses: run a dvc.yaml stage in-process, skip it when unchanged."""
+"""The one Prefect task every flow uses: run a dvc.yaml stage as a child `xib` process, skip it when unchanged."""
 
 from __future__ import annotations
 

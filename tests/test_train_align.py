@@ -30,7 +30,7 @@ def test_only_projection_trains_and_anchor_only_when_enabled(xib_root: Path) -> 
     from xib.train.worker import param_groups
 
     overrides = make_world(xib_root)
-    cfg, setup, records = _setup(overrides)
+    cfg, setup, records = _setup(overrides + ["train.anchor.enabled=false"])
     out = setup.objective(setup.collate(records))
     assert "anchor_loss" not in out and torch.equal(out["loss"].detach(), out["lm_loss"])
     out["loss"].backward()

@@ -1,7 +1,7 @@
 """The pipeline's stages as dvc.yaml declares them, for drivers other than `dvc repro`.
 
 dvc.yaml is the single declaration of each stage's command, dependencies, parameters and outputs.
-The Prefect flows read it here, run the same `xib` command in-process, and skip a stage whose
+The Prefect flows read it here, run the same `xib` command (as a child process), and skip a stage whose
 dependencies, parameters and command are unchanged since its outputs were written (the key DVC
 itself would compare), so a nightly run with no new data costs little.
 """
