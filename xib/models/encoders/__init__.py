@@ -214,6 +214,19 @@ def clean_hf_config(config: Any) -> dict[str, Any]:
     return {k: v for k, v in data.items() if k not in _VOLATILE_CONFIG_KEYS}
 
 
+class HFBackboneEncoder(FrozenEncoder):
+    """A FrozenEncoder whose backbone is a transformers model (saved and described the HF way)."""
+
+    def backbone_hidden_size(self) -> int:
+        return int(self.backbone.config.hidden_size)
+
+    def backbone_config(self) -> dict[str, Any]:
+        return clean_hf_config(self.backbone.config)
+
+    def save_backbone(self, directory: Path) -> None:
+        self.backbone.save_pretrained(str(directory))
+
+
 def build_encoder(modality: str, enc_cfg: Any) -> FrozenEncoder:
     """The frozen encoder `enc_cfg` describes (loaded from `path` when it exists, else built from `arch`)."""
     cfg = encoder_config(enc_cfg)

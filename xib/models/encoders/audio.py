@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from xib.errors import XibError
-from xib.models.encoders import FrozenEncoder, clean_hf_config
+from xib.models.encoders import HFBackboneEncoder
 
 FRAME_LENGTH_S = 0.025
 FRAME_SHIFT_S = 0.010
@@ -57,7 +57,7 @@ def kaldi_fbank(segments: torch.Tensor, mel_filters: torch.Tensor, sample_rate: 
     return torch.log(torch.clamp(power @ mel_filters, min=MEL_FLOOR))
 
 
-class ASTEncoder(FrozenEncoder):
+class ASTEncoder(HFBackboneEncoder):
     family = "ast"
 
     def __init__(self, modality: str, cfg: Any) -> None:
@@ -97,15 +97,6 @@ class ASTEncoder(FrozenEncoder):
     @property
     def max_length(self) -> int:
         return int(self.backbone.config.max_length)
-
-    def backbone_hidden_size(self) -> int:
-        return int(self.backbone.config.hidden_size)
-
-    def backbone_config(self) -> dict[str, Any]:
-        return clean_hf_config(self.backbone.config)
-
-    def save_backbone(self, directory: Path) -> None:
-        self.backbone.save_pretrained(str(directory))
 
     def preprocess_config(self) -> dict[str, Any]:
         cfg = self.cfg

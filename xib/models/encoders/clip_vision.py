@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from xib.errors import XibError
-from xib.models.encoders import FrozenEncoder, clean_hf_config
+from xib.models.encoders import HFBackboneEncoder
 
 _TOKEN_KEYS = (
     "image_size",
@@ -47,7 +47,7 @@ def resize_center_crop(frames: torch.Tensor, size: int) -> torch.Tensor:
     return frames[..., top : top + size, left : left + size].clamp(0.0, 1.0)
 
 
-class CLIPVisionEncoder(FrozenEncoder):
+class CLIPVisionEncoder(HFBackboneEncoder):
     family = "clip_vision"
 
     def _classes(self) -> tuple[Any, Any]:
@@ -67,15 +67,6 @@ class CLIPVisionEncoder(FrozenEncoder):
     @property
     def image_size(self) -> int:
         return int(self.backbone.config.image_size)
-
-    def backbone_hidden_size(self) -> int:
-        return int(self.backbone.config.hidden_size)
-
-    def backbone_config(self) -> dict[str, Any]:
-        return clean_hf_config(self.backbone.config)
-
-    def save_backbone(self, directory: Path) -> None:
-        self.backbone.save_pretrained(str(directory))
 
     def preprocess_config(self) -> dict[str, Any]:
         return {**super().preprocess_config(), "mean": list(self.cfg.mean), "std": list(self.cfg.std)}
