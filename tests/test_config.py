@@ -33,3 +33,15 @@ def test_cli_prints_config(capsys, xib_root):
     assert main(["config", "train.steps=7"]) == 0
     assert "steps: 7" in capsys.readouterr().out
     assert main(["no-such-command"]) == 2
+
+
+def test_params_file_mode_takes_group_choices_and_values(xib_root, monkeypatch):
+    from xib.pipeline import compose_params
+
+    params = xib_root / "params.yaml"
+    params.write_text(compose_params())
+    monkeypatch.setenv("XIB_PARAMS_FILE", str(params))
+    cfg = load_config(["modality=video", "train.steps=9"])
+    assert cfg.modality.name == "video" and cfg.modality.init_from == "image"
+    assert cfg.train.steps == 9
+    assert load_config(["modality=pc", "modality.init_from=image"]).modality.init_from == "image"

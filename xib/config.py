@@ -87,7 +87,17 @@ def load_config(overrides: list[str] | None = None, config_name: str = "config")
     schema = OmegaConf.structured(XibConfig)
     params_file = os.environ.get("XIB_PARAMS_FILE")
     if params_file:
-        composed = OmegaConf.merge(OmegaConf.load(params_file), OmegaConf.from_dotlist(list(overrides or [])))
+        composed = OmegaConf.load(params_file)
+        conf_dir = Path(os.environ.get("XIB_CONF_DIR", CONF_DIR))
+        for override in overrides or []:
+            key, _, value = override.partition("=")
+            group = conf_dir / key
+            if (
+                "." not in key and group.is_dir()
+            ):  # a config group choice (`modality=audio`), as Hydra reads it
+                composed = OmegaConf.merge(composed, {key: OmegaConf.load(group / f"{value}.yaml")})
+            else:
+                composed = OmegaConf.merge(composed, OmegaConf.from_dotlist([override]))
     else:
         from hydra import compose, initialize_config_dir
 
