@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -88,3 +89,12 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory):
         os.killpg(server.pid, signal.SIGKILL)
         server.wait()
         log.close()
+
+
+def file_digests(root: Path) -> dict[str, str]:
+    """sha256 of every file under `root`, by relative path (to compare two trees byte for byte)."""
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }

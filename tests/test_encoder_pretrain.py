@@ -10,23 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from test_encoders import TINY
 
 from xib.errors import DataError
-from xib.models.config import EncoderConfig, EncoderPretrainConfig
+from xib.models.config import EncoderPretrainConfig
 from xib.models.encoder_pretrain import label_ids, measure, pretrain_encoders, train_encoder
 from xib.models.encoders import build_encoder
-
-TINY_IMAGE = EncoderConfig(
-    family="clip_vision",
-    arch={
-        "image_size": 16,
-        "patch_size": 8,
-        "hidden_size": 32,
-        "num_hidden_layers": 1,
-        "num_attention_heads": 2,
-        "intermediate_size": 64,
-    },
-)
 
 
 def pattern_images(count: int, rng: np.random.Generator) -> tuple[list[np.ndarray], list[str]]:
@@ -56,7 +45,7 @@ def test_pretraining_improves_held_out_accuracy() -> None:
     pcfg = EncoderPretrainConfig(
         steps=120, batch_size=32, lr=3e-3, warmup_steps=5, probe_steps=100, probe_lr=0.05
     )
-    encoder = build_encoder("image", TINY_IMAGE)
+    encoder = build_encoder("image", TINY["image"])
     train_x, test_x = encoder.preprocess(train_items), encoder.preprocess(test_items)
     train_y, test_y = label_ids(train_labels, classes), label_ids(test_labels, classes)
     before = measure(encoder, (train_x, train_y), (test_x, test_y), len(classes), pcfg)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import file_digests
 
 from xib.config import load_config
 from xib.data import media
@@ -26,14 +27,6 @@ SMALL = [
     "data.world.audio_seconds=0.5",
     "data.world.workers=1",
 ]
-
-
-def _digests(root: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
 
 
 @pytest.fixture(scope="module")
@@ -107,17 +100,17 @@ def test_every_uri_resolves_and_checksums_match(world_root: Path):
 
 
 def test_same_seed_same_bytes_any_workers_other_seed_differs(world_root: Path, tmp_path: Path):
-    base = _digests(world_root / "data" / "world")
+    base = file_digests(world_root / "data" / "world")
     again = tmp_path / "again"
     generate_world(
         load_config([*SMALL, f"paths.root={again}", "data.world.workers=2"]), progress=False, corpus=False
     )
-    assert _digests(again / "data" / "world") == base
+    assert file_digests(again / "data" / "world") == base
     other = tmp_path / "other"
     generate_world(
         load_config([*SMALL, f"paths.root={other}", "data.world.seed=1"]), progress=False, corpus=False
     )
-    changed = _digests(other / "data" / "world")
+    changed = file_digests(other / "data" / "world")
     for name in ("entities.parquet", "image/train/manifest.parquet", "audio/test/manifest.parquet"):
         assert changed[name] != base[name]
 
@@ -125,7 +118,7 @@ def test_same_seed_same_bytes_any_workers_other_seed_differs(world_root: Path, t
 def test_regeneration_replaces_the_world_atomically(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     cfg = load_config([*SMALL, f"paths.root={tmp_path}", "data.world.items_per_modality=16"])
     generate_world(cfg, progress=False, corpus=False)
-    before = _digests(tmp_path / "data" / "world")
+    before = file_digests(tmp_path / "data" / "world")
 
     import xib.data.generate as generate
 
@@ -140,7 +133,7 @@ def test_regeneration_replaces_the_world_atomically(tmp_path: Path, monkeypatch:
         generate_world(
             load_config([*SMALL, f"paths.root={tmp_path}", "data.world.seed=5"]), progress=False, corpus=False
         )
-    assert _digests(tmp_path / "data" / "world") == before  # the old world is untouched
+    assert file_digests(tmp_path / "data" / "world") == before  # the old world is untouched
     assert [p.name for p in (tmp_path / "data").iterdir()] == ["world"]  # no temp folder left
 
 

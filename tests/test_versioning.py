@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import socket
 import subprocess
@@ -11,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import file_digests
 
 from xib.config import load_config
 from xib.data.generate import generate_world
@@ -25,14 +25,6 @@ SMALL = [
     "data.world.audio_seconds=0.25",
     "data.world.workers=1",
 ]
-
-
-def _digests(root: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
 
 
 def _git_repo(path: Path) -> Path:
@@ -90,7 +82,7 @@ def test_track_names_what_is_missing(tmp_path: Path):
 def _round_trip(pusher: Path, puller: Path, *remote: str, cli: bool = False) -> None:
     from xib.cli import main
 
-    expected = _digests(pusher / "data" / "world")
+    expected = file_digests(pusher / "data" / "world")
     if cli:
         assert main(["data-push", "world", f"paths.root={pusher}", *remote]) == 0
     else:
@@ -102,7 +94,7 @@ def _round_trip(pusher: Path, puller: Path, *remote: str, cli: bool = False) -> 
         assert main(["data-pull", f"paths.root={puller}", *remote]) == 0
     else:
         pull(_cfg(puller, *remote))
-    assert _digests(puller / "data" / "world") == expected
+    assert file_digests(puller / "data" / "world") == expected
 
 
 def test_push_pull_local_remote(twin_repos, tmp_path: Path):

@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import re
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -51,23 +50,6 @@ def scrub(mapping: dict[str, Any]) -> dict[str, Any]:
     return {
         k: (MASK if is_secret_key(k) and v not in ("", None) else scrub_value(v)) for k, v in mapping.items()
     }
-
-
-def git_commit(repo: str | Path = ".") -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10, check=True
-        )
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=repo,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-        return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def hash_paths(paths: list[Path]) -> str:
@@ -158,7 +140,9 @@ def open_run(cfg: Any, modality: str, tags: dict[str, str] | None = None) -> str
 
 
 def provenance_tags(cfg: Any, modality: str, encoder_fingerprint: str = "") -> dict[str, str]:
-    repo = Path(__file__).resolve().parents[2]
+    from xib.models.checkpoint import REPO_ROOT, git_commit
+
+    repo = REPO_ROOT
     tags = {
         "git.commit": git_commit(repo),
         "llm.fingerprint": weights_fingerprint(cfg.model.llm.path),
