@@ -24,7 +24,7 @@ def llm_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def model(llm_dir):
     torch.set_num_threads(1)
-    return tiny_model(llm_dir, DIMS, dropout=0.0).eval()
+    return tiny_model(llm_dir, DIMS, dropout=0.0, join_views=False).eval()  # the paper: views apart
 
 
 def media(modality, seed=0, instruction="a short description"):
@@ -117,6 +117,29 @@ def test_soft_tokens_land_in_their_placeholders(model):
         length = soft[index].shape[0]
         assert soft[index].shape == (VIEWS[mb_modality] * 6, 32)
         torch.testing.assert_close(embeds[0, start : start + length], soft[index])
+
+
+def test_joined_views_make_one_block_of_k_that_reads_every_view(llm_dir):
+    joined = tiny_model(llm_dir, {"video": 24, "pc": 16}, dropout=0.0, join_views=True).eval()
+    k = joined.cfg.projection.num_query_tokens
+    video = media("video", 1)
+    prompt = fill_slots(discrn_prompt(["video", "pc"], "which ?", ""), [video, media("pc", 2)])
+    batch = joined.collate([(prompt, "second")])
+    mb = batch.media["video"]
+    assert mb.features.shape == (1, VIEWS["video"] * TOKENS["video"], DIMS["video"])
+    torch.testing.assert_close(mb.features[0], video.features.reshape(-1, DIMS["video"]))
+    with torch.no_grad():
+        embeds, _ = joined.embed(batch)
+        soft = joined.soft_tokens([video])[0]
+        assert soft.shape == (k, 32)
+        torch.testing.assert_close(embeds[0, int(mb.starts[0]) : int(mb.starts[0]) + k], soft)
+        # every frame is read: changing only the last one changes the tokens
+        later = MediaInput("video", video.features.clone(), video.mask, video.instruction)
+        later.features[-1] = torch.randn(later.features[-1].shape)  # (a constant shift: LayerNorm removes it)
+        assert not torch.allclose(joined.soft_tokens([later])[0], soft)
+    apart = tiny_model(llm_dir, {"video": 24, "pc": 16}, dropout=0.0, join_views=False)
+    n_apart = int(apart.collate([(prompt, "second")]).attention_mask.sum())
+    assert n_apart - int(batch.attention_mask.sum()) == k * (VIEWS["video"] - 1)
 
 
 def test_no_cue_ablation_drops_the_cue(llm_dir):

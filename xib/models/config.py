@@ -45,6 +45,10 @@ class ProjectionConfig:
     # Modalities whose Q-Former cross-attention is not loaded from `init_from` (the paper: the encoder
     # width differs from the image encoder's, so it trains from scratch).
     init_skip_cross_attention: list[str] = field(default_factory=lambda: ["pc", "audio"])
+    # false (the paper): each view (video frame, audio segment) is projected on its own and the
+    # input's soft tokens are V x K; true: the views' encoder tokens are joined, so the projection
+    # reads all of them at once and the input is K soft tokens, as long as a single image's.
+    join_views: bool = False
 
 
 @dataclass

@@ -2,8 +2,8 @@
 
 A prompt is a list of segments: `str` text, or a `MediaInput` (one input of one modality, already
 encoded by its frozen encoder: `features [V, N, D]`, V = frames or segments). Each input becomes
-`[cue embedded by the frozen LLM][K soft tokens of view 1][view 2]...`; the cue is dropped in the
-no-cue ablation (`model.prompt.use_cues: false`). Text segments are tokenized one by one without
+`[cue embedded by the frozen LLM][K soft tokens of view 1][view 2]...` (or one block of K when the
+projection joins the views, `model.projection.join_views`); the cue is dropped in the no-cue ablation (`model.prompt.use_cues: false`). Text segments are tokenized one by one without
 special tokens; the tokenizer's own start tokens (BOS) come once, at the start of the sequence.
 
 `PromptPacker` (also `XInstructBLIP.collate`) turns `(prompt, answer)` examples into padded tensors:
@@ -125,6 +125,8 @@ class PromptPacker:
     Instruction ids come from `qformer_tokenizer` when given (e.g. bert-base-uncased for BLIP-2
     weights), else from the LLM tokenizer, taken modulo the Q-Former's vocabulary size; long
     instructions keep their last `max_instruction_tokens` tokens (InstructBLIP truncates on the left).
+    For modalities in `joined_views` an input's views are joined into one (`[1, V*N, D]`) before
+    projection, so it takes K soft tokens instead of V x K.
     """
 
     def __init__(
@@ -135,6 +137,7 @@ class PromptPacker:
         qformer_vocab: Mapping[str, int],
         max_instruction_tokens: int,
         qformer_tokenizer: Any = None,
+        joined_views: Sequence[str] = (),
     ) -> None:
         self.tokenizer = tokenizer
         self.use_cues = bool(prompt_cfg.use_cues)
@@ -145,6 +148,7 @@ class PromptPacker:
             raise XibError(f"model.prompt.template={template!r}: must contain {{prompt}} exactly once")
         self.head, self.tail = template.split("{prompt}")
         self.num_tokens = dict(num_tokens)
+        self.joined = set(joined_views)
         self.qformer_vocab = dict(qformer_vocab)
         self.max_instruction_tokens = int(max_instruction_tokens)
         self.qformer_tokenizer = qformer_tokenizer
@@ -170,6 +174,14 @@ class PromptPacker:
             if len(self._cache) < 4096:
                 self._cache[text] = ids
         return ids
+
+    def views_of(self, media: MediaInput) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The input's features and mask as the projection reads them (views joined or not)."""
+        if media.modality not in self.joined or media.features.shape[0] == 1:
+            return media.features, media.mask
+        v_count, n, dim = media.features.shape
+        mask = None if media.mask is None else media.mask.reshape(1, v_count * n)
+        return media.features.reshape(1, v_count * n, dim), mask
 
     def answer_ids(self, answer: str) -> list[int]:
         ids = self.text_ids(answer_text(answer))
@@ -212,7 +224,8 @@ class PromptPacker:
                     if self.use_cues:
                         ids += self.text_ids(self.cues[segment.modality])
                     placed.append((row, len(ids), segment))
-                    ids += [self.pad_id] * (self.num_tokens[segment.modality] * segment.features.shape[0])
+                    views = self.views_of(segment)[0].shape[0]
+                    ids += [self.pad_id] * (self.num_tokens[segment.modality] * views)
                 else:
                     raise XibError(
                         f"prompt segment of type {type(segment).__name__}: expected str or MediaInput"
@@ -277,12 +290,13 @@ class PromptPacker:
         packed: dict[str, MediaBatch] = {}
         for modality, indices in grouped.items():
             k = self.num_tokens[modality]
-            dims = {inputs[i].features.shape[-1] for i in indices}
+            seen = {i: self.views_of(inputs[i]) for i in indices}
+            dims = {seen[i][0].shape[-1] for i in indices}
             if len(dims) != 1:
                 raise XibError(f"{modality} inputs with different feature widths {sorted(dims)} in one batch")
-            n_max = max(inputs[i].features.shape[1] for i in indices)
-            views_total = sum(inputs[i].features.shape[0] for i in indices)
-            first = inputs[indices[0]].features
+            n_max = max(seen[i][0].shape[1] for i in indices)
+            views_total = sum(seen[i][0].shape[0] for i in indices)
+            first = seen[indices[0]][0]
             features = first.new_zeros((views_total, n_max, first.shape[-1]))
             mask = torch.zeros((views_total, n_max), dtype=torch.bool)
             meta: dict[str, list[int]] = {"rows": [], "starts": [], "inputs": [], "views": []}
@@ -291,9 +305,10 @@ class PromptPacker:
             m = 0
             for i in indices:
                 media = inputs[i]
-                v_count, n = media.features.shape[:2]
-                features[m : m + v_count, :n] = media.features
-                mask[m : m + v_count, :n] = True if media.mask is None else media.mask.to(torch.bool)
+                view_features, view_mask = seen[i]
+                v_count, n = view_features.shape[:2]
+                features[m : m + v_count, :n] = view_features
+                mask[m : m + v_count, :n] = True if view_mask is None else view_mask.to(torch.bool)
                 ids = self.instruction_ids(modality, media.instruction) if aware else []
                 for v in range(v_count):
                     meta["rows"].append(rows[i])
@@ -370,6 +385,7 @@ class XInstructBLIP(nn.Module):
             },
             max_instruction_tokens=int(model_cfg.projection.max_instruction_tokens),
             qformer_tokenizer=qformer_tokenizer,
+            joined_views=[m for m, p in self.projections.items() if p.config.join_views],
         )
 
     # ---------------------------------------------------------------------------------------- basics
