@@ -81,8 +81,17 @@ def test_video_initialises_from_the_trained_image_projection(tmp_path, llm_dir):
     assert report["kind"] == "xib" and report["from_modality"] == "image"
     for key, value in video.state_dict().items():
         assert torch.equal(value, image.state_dict()[key])
-    with pytest.raises(XibError, match="differs"):
+    with pytest.raises(XibError, match="encoder_dim 24 vs 20"):
         new_projection(cfg, "audio", 20, 32, qformer_vocab_size=83, init_dir=tmp_path / "image")
+    # joining a video's frames changes what the projection reads, not its weights
+    joined = demo_model_cfg(llm_dir, join_views=True)
+    video, report = new_projection(
+        joined, "video", 24, 32, qformer_vocab_size=83, init_dir=tmp_path / "image"
+    )
+    assert report["kind"] == "xib" and video.config.join_views
+    with pytest.raises(XibError, match="num_query_tokens 6 vs 4"):
+        fewer = demo_model_cfg(llm_dir, num_query_tokens=4)
+        new_projection(fewer, "video", 24, 32, qformer_vocab_size=83, init_dir=tmp_path / "image")
 
 
 def test_compose_model_from_any_set_of_checkpoints(tmp_path, llm_dir):

@@ -165,10 +165,18 @@ def new_projection(
     projection = build_projection(proj_cfg, encoder_dim, llm_hidden, qformer_vocab_size=qformer_vocab_size)
     if init_dir:
         source, info = load_projection(init_dir)
-        if source.describe() != projection.describe():
+        have, want = source.weight_layout(), projection.weight_layout()
+        if have != want:
+            flat_have = {**have.pop("config"), **have}
+            flat_want = {**want.pop("config"), **want}
+            differ = ", ".join(
+                f"{k} {flat_have.get(k)!r} vs {flat_want.get(k)!r}"
+                for k in sorted(set(flat_have) | set(flat_want))
+                if flat_have.get(k) != flat_want.get(k)
+            )
             raise XibError(
-                f"{Path(init_dir) / INFO_FILE}: its projection ({info['kind']}, encoder_dim {info['encoder_dim']}, "
-                f"llm_hidden {info['llm_hidden']}) differs from the one {modality} needs; cannot initialise from it"
+                f"{Path(init_dir) / INFO_FILE}: its projection differs from the one {modality} needs "
+                f"({differ}); cannot initialise from it"
             )
         projection.load_state_dict(source.state_dict())
         return projection, {"source": str(init_dir), "kind": "xib", "from_modality": info["modality"]}

@@ -71,6 +71,12 @@ class Projection(nn.Module):
             "llm_hidden": self.llm_hidden,
         }
 
+    def weight_layout(self) -> dict[str, Any]:
+        """`describe()` without the settings that do not shape the weights (how views are fed)."""
+        layout = self.describe()
+        layout["config"] = {k: v for k, v in layout["config"].items() if k != "join_views"}
+        return layout
+
 
 class QFormerProjection(Projection):
     kind = "qformer"
