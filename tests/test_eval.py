@@ -103,15 +103,15 @@ def test_missing_checkpoint_is_a_clear_error(cfg) -> None:
 def test_ablation_report_tables_every_variant(tmp_path: Path) -> None:
     from xib.eval.ablate import _plot, markdown
 
-    variants = {"qformer_anchored": ["train.anchor.enabled=true"], "linear": ["model.projection.kind=linear"]}
+    variants = {"default": [], "linear": ["model.projection.kind=linear"]}
     results = {
-        "qformer_anchored": {
+        "default": {
             "status": "ok",
-            "metrics": {"discrn/image_pc": 0.91, "caption/image/cider": 1.5},
+            "metrics": {"discrn/image_pc": 0.91, "caption/image/exact_match": 0.95},
         },
         "linear": {"status": "align pc failed (exit 1)", "metrics": {}},
     }
     text = markdown(variants, results, "xib ablate", "ablations.png")
-    assert "| qformer_anchored | `train.anchor.enabled=true` | ok | 1.500 | 0.910 |" in text
+    assert "| default | (none) | ok | 0.950 | 0.910 |" in text
     assert "| linear | `model.projection.kind=linear` | align pc failed (exit 1) | - | - |" in text
     assert _plot(results, tmp_path / "a.png").stat().st_size > 0

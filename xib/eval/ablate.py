@@ -1,7 +1,7 @@
 """`xib ablate`: the paper's ablations and the anchoring recipe, trained and evaluated side by side.
 
-Each variant of `eval.ablate.variants` is a list of overrides (Q-Former vs linear, cue vs no cue,
-paper-faithful vs caption-anchored). A variant trains every modality's projection with the same
+Each variant of `eval.ablate.variants` is a list of overrides on the embedded default (Q-Former vs
+linear, cue vs no cue, views joined vs apart, caption-anchored vs not, the paper-faithful recipe). A variant trains every modality's projection with the same
 frozen parts and feature caches as the main pipeline (linked, not recomputed) under
 `eval.ablate.workdir/<variant>/`, then runs the full evaluation there. The report is a Markdown
 table and a bar plot (`benchmarks/ablations.md`, `benchmarks/ablations.png`) with the command that
@@ -22,10 +22,12 @@ log = logging.getLogger(__name__)
 
 SHARED = ("bootstrap", "features")  # frozen parts and their cached outputs: the same for every variant
 COLUMNS = (
-    "caption/image/cider",
+    "caption/image/exact_match",
+    "caption/pc/exact_match",
+    "caption/audio/exact_match",
+    "caption/video/exact_match",
     "qa/image/accuracy",
     "classify/pc/accuracy",
-    "classify/audio/accuracy",
     "discrn/image_pc",
     "discrn/image_pc/logits",
     "discrn/audio_video",
@@ -110,7 +112,8 @@ def markdown(
     for name, result in results.items():
         values = [f"{result['metrics'][c]:.3f}" if c in result.get("metrics", {}) else "-" for c in present]
         lines.append(
-            f"| {name} | `{' '.join(variants[name])}` | {result['status']} | " + " | ".join(values) + " |"
+            f"| {name} | {' '.join(variants[name]) and '`' + ' '.join(variants[name]) + '`' or '(none)'} | "
+            f"{result['status']} | " + " | ".join(values) + " |"
         )
     if plot:
         lines += ["", f"![ablations]({plot})"]
