@@ -90,8 +90,18 @@ def test_video_initialises_from_the_trained_image_projection(tmp_path, llm_dir):
     )
     assert report["kind"] == "xib" and video.config.join_views
     with pytest.raises(XibError, match="num_query_tokens 6 vs 4"):
-        fewer = demo_model_cfg(llm_dir, num_query_tokens=4)
+        fewer = demo_model_cfg(llm_dir, num_query_tokens_by_modality={"video": 4})
         new_projection(fewer, "video", 24, 32, qformer_vocab_size=83, init_dir=tmp_path / "image")
+
+
+def test_query_count_per_modality_is_recorded_and_read_back(tmp_path, llm_dir):
+    cfg = demo_model_cfg(llm_dir, num_query_tokens=6, num_query_tokens_by_modality={"pc": 3})
+    pc, _ = new_projection(cfg, "pc", 16, 32, qformer_vocab_size=83)
+    image, _ = new_projection(cfg, "image", 24, 32, qformer_vocab_size=83)
+    assert (pc.num_tokens, image.num_tokens) == (3, 6)
+    save_projection(tmp_path / "pc", "pc", pc, {"step": 1})
+    loaded, _ = load_projection(tmp_path / "pc")
+    assert loaded.num_tokens == 3 and loaded.query_tokens.shape[1] == 3
 
 
 def test_compose_model_from_any_set_of_checkpoints(tmp_path, llm_dir):

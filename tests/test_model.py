@@ -24,7 +24,8 @@ def llm_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def model(llm_dir):
     torch.set_num_threads(1)
-    return tiny_model(llm_dir, DIMS, dropout=0.0, join_views=False).eval()  # the paper: views apart
+    # the paper's layout: views apart, one query count for every modality
+    return tiny_model(llm_dir, DIMS, dropout=0.0, join_views=False, num_query_tokens_by_modality={}).eval()
 
 
 def media(modality, seed=0, instruction="a short description"):

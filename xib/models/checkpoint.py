@@ -13,6 +13,7 @@ import hashlib
 import json
 import subprocess
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -162,6 +163,8 @@ def new_projection(
     checkpoint, cross-attention skipped for the modalities in `init_skip_cross_attention`); else random.
     """
     proj_cfg = as_projection_config(model_cfg.projection)
+    if modality in proj_cfg.num_query_tokens_by_modality:
+        proj_cfg = replace(proj_cfg, num_query_tokens=int(proj_cfg.num_query_tokens_by_modality[modality]))
     projection = build_projection(proj_cfg, encoder_dim, llm_hidden, qformer_vocab_size=qformer_vocab_size)
     if init_dir:
         source, info = load_projection(init_dir)

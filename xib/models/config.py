@@ -29,6 +29,9 @@ class EncoderConfig:
 class ProjectionConfig:
     kind: str = "qformer"  # qformer | linear
     num_query_tokens: int = 32
+    # Per-modality K where it should differ (soft tokens about as many as a caption's tokens: the
+    # positions past the caption are not anchored and confuse a small LLM); the rest use num_query_tokens.
+    num_query_tokens_by_modality: dict[str, int] = field(default_factory=dict)
     qformer_hidden: int = 768
     qformer_layers: int = 12
     qformer_heads: int = 12

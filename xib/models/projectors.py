@@ -46,6 +46,10 @@ def as_projection_config(cfg: Any) -> ProjectionConfig:
     values = dict(cfg)
     if "init_skip_cross_attention" in values:
         values["init_skip_cross_attention"] = list(values["init_skip_cross_attention"])
+    if "num_query_tokens_by_modality" in values:
+        values["num_query_tokens_by_modality"] = {
+            str(k): int(v) for k, v in dict(values["num_query_tokens_by_modality"]).items()
+        }
     return ProjectionConfig(**values)
 
 
