@@ -34,13 +34,10 @@ class PromotionConflict(XibError):
 
 def client(cfg: Any) -> Any:
     """An MlflowClient on `cfg.infra`'s tracking (and registry) URI."""
-    import mlflow
-    from mlflow import MlflowClient
+    from xib.mlflow_store import use_tracking_uri
 
     uri = str(cfg.infra.mlflow_tracking_uri)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    return use_tracking_uri(uri).MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 def experiment_id(cfg: Any) -> str:

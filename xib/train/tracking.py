@@ -109,10 +109,9 @@ def weights_fingerprint(path: str | Path) -> str:
 
 
 def _mlflow(cfg: Any) -> Any:
-    import mlflow
+    from xib.mlflow_store import use_tracking_uri
 
-    mlflow.set_tracking_uri(cfg.infra.mlflow_tracking_uri)
-    return mlflow
+    return use_tracking_uri(str(cfg.infra.mlflow_tracking_uri))
 
 
 def open_run(cfg: Any, modality: str, tags: dict[str, str] | None = None) -> str:
