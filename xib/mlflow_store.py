@@ -7,9 +7,13 @@ therefore happens under an exclusive lock on a file beside the database.
 
 from __future__ import annotations
 
-import fcntl
 from pathlib import Path
 from typing import Any
+
+from xib.io import file_lock
+
+_READY: set[str] = set()  # URIs whose store this process has already opened
+INIT_TIMEOUT_S = 300.0
 
 
 def sqlite_path(uri: str) -> Path | None:
@@ -27,12 +31,10 @@ def use_tracking_uri(uri: str) -> Any:
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     database = sqlite_path(uri)
-    if database is not None:
-        database.parent.mkdir(parents=True, exist_ok=True)
-        with open(f"{database}.lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri).search_experiments(max_results=1)
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+    if database is not None and uri not in _READY:
+        with file_lock(
+            f"{database}.lock", INIT_TIMEOUT_S, busy="another process is creating the MLflow store"
+        ):
+            mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri).search_experiments(max_results=1)
+        _READY.add(uri)
     return mlflow

@@ -111,10 +111,8 @@ def markdown(
     ]
     for name, result in results.items():
         values = [f"{result['metrics'][c]:.3f}" if c in result.get("metrics", {}) else "-" for c in present]
-        lines.append(
-            f"| {name} | {' '.join(variants[name]) and '`' + ' '.join(variants[name]) + '`' or '(none)'} | "
-            f"{result['status']} | " + " | ".join(values) + " |"
-        )
+        overrides = f"`{' '.join(variants[name])}`" if variants[name] else "(none)"
+        lines.append(f"| {name} | {overrides} | {result['status']} | " + " | ".join(values) + " |")
     if plot:
         lines += ["", f"![ablations]({plot})"]
     return "\n".join(lines) + "\n"

@@ -11,17 +11,16 @@ Rollback moves `champion` back along the recorded champion history.
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import hashlib
 import json
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from xib.errors import XibError
+from xib.io import file_lock
 
 CHALLENGER, CHAMPION, PREVIOUS = "challenger", "champion", "previous"
 HISTORY_TAG = "xib.champion_history"  # registered-model tag: comma-separated champion versions
@@ -175,29 +174,9 @@ def record_decision(cfg: Any, version: str, decision: Any) -> None:
 # --- promotion -------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def promotion_lock(path: str | os.PathLike[str], timeout_s: float) -> Iterator[None]:
+def promotion_lock(path: str | os.PathLike[str], timeout_s: float) -> contextlib.AbstractContextManager[None]:
     """An exclusive flock on `path`, waited for at most `timeout_s` seconds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + timeout_s
-    with open(path, "a+") as fh:
-        while True:
-            try:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as err:
-                if err.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise
-                if time.monotonic() > deadline:
-                    raise XibError(
-                        f"{path}: another promotion holds the registry lock (waited {timeout_s:.0f} s)"
-                    ) from None
-                time.sleep(0.05)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    return file_lock(path, timeout_s, busy="another promotion holds the registry lock")
 
 
 def _history(mc: Any, name: str) -> list[str]:
