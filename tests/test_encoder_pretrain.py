@@ -50,7 +50,7 @@ def test_pretraining_improves_held_out_accuracy() -> None:
     train_y, test_y = label_ids(train_labels, classes), label_ids(test_labels, classes)
     before = measure(encoder, (train_x, train_y), (test_x, test_y), len(classes), pcfg)
     weights = {k: v.clone() for k, v in encoder.state_dict().items()}
-    losses = train_encoder(encoder, train_x, train_y, len(classes), pcfg)
+    losses = train_encoder(encoder, train_x, train_y, len(classes), pcfg, pcfg.steps)
     after = measure(encoder, (train_x, train_y), (test_x, test_y), len(classes), pcfg)
     # the encoder really changed, is frozen again, and tells the held-out classes apart far better
     assert any(not torch.equal(v, encoder.state_dict()[k]) for k, v in weights.items())
@@ -115,6 +115,7 @@ def tiny_overrides(root: Path) -> list[str]:
     return [
         f"paths.root={root}",
         "model.encoder_pretrain.steps=3",
+        "~model.encoder_pretrain.steps_by_modality",  # the demo's per-modality steps would dwarf these
         "model.encoder_pretrain.batch_size=4",
         "model.encoder_pretrain.warmup_steps=1",
         "model.encoder_pretrain.probe_steps=5",
@@ -165,6 +166,19 @@ def test_pretrain_encoders_saves_loadable_encoders_and_report(xib_root: Path) ->
     cfg2 = load_config([*tiny_overrides(xib_root), "model.encoder_pretrain.steps=4"])
     pretrain_encoders(cfg2)
     assert json.loads((out / "image" / "xib_pretrain.json").read_text())["steps"] == 4
+    # a modality's own step count retrains that encoder alone
+    pc_mtime = (out / "pc" / "model.safetensors").stat().st_mtime_ns
+    cfg3 = load_config(
+        [
+            *tiny_overrides(xib_root),
+            "model.encoder_pretrain.steps=4",
+            "+model.encoder_pretrain.steps_by_modality={image: 6}",
+        ]
+    )
+    pretrain_encoders(cfg3)
+    assert json.loads((out / "image" / "xib_pretrain.json").read_text())["steps"] == 6
+    assert json.loads((out / "pc" / "xib_pretrain.json").read_text())["steps"] == 4
+    assert (out / "pc" / "model.safetensors").stat().st_mtime_ns == pc_mtime
 
 
 def test_missing_label_is_a_data_error(xib_root: Path) -> None:

@@ -97,3 +97,13 @@ def test_sigkill_resume_matches_uninterrupted_run(xib_root: Path, capsys: pytest
     resumed = _final_loss(xib_root)
     print(f"final loss: uninterrupted {reference!r}, killed at step {killed_at} and resumed {resumed!r}")
     assert abs(resumed - reference) <= LOSS_TOLERANCE * max(1.0, abs(reference))
+
+    # 5. new frozen inputs (features of another encoder): the finished run's checkpoints are stale
+    index = xib_root / "artifacts/features/image/train/index.json"
+    assert index.is_file()
+    info = json.loads(index.read_text())
+    index.write_text(json.dumps({**info, "key": "features-of-another-encoder"}))
+    capsys.readouterr()
+    assert run_alignment(cfg, "image", quiet=False, track=False) == 0
+    out = capsys.readouterr().out
+    assert "skipped: saved with features=" in out and "resumed:" not in out

@@ -85,6 +85,7 @@ class EncoderPretrainConfig:
     output_dir: str = "${paths.artifacts}/bootstrap/encoders"  # <output_dir>/<modality>/
     target: str = "kind"  # manifest column the linear head classifies
     steps: int = 150
+    steps_by_modality: dict[str, int] = field(default_factory=dict)  # overrides `steps` for a modality
     batch_size: int = 32
     lr: float = 0.001
     weight_decay: float = 0.01

@@ -127,6 +127,7 @@ def train_encoder(
     labels: torch.Tensor,
     num_classes: int,
     pcfg: Any,
+    steps: int,
     desc: str = "pretrain",
 ) -> list[float]:
     """Train the encoder with a linear head on its pooled tokens (cross-entropy); return the losses.
@@ -142,7 +143,7 @@ def train_encoder(
     encoder.unfreeze()
     params = [p for p in encoder.parameters() if p.requires_grad] + list(head.parameters())
     optimizer = torch.optim.AdamW(params, lr=float(pcfg.lr), weight_decay=float(pcfg.weight_decay))
-    steps, warmup = int(pcfg.steps), int(pcfg.warmup_steps)
+    warmup = int(pcfg.warmup_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, warmup, steps))
     batch = min(int(pcfg.batch_size), len(inputs))
     losses: list[float] = []
@@ -243,12 +244,18 @@ def _plain(node: Any) -> Any:
         return node
 
 
-def _run_key(pcfg: Any, enc_cfg: Any, checksum: str) -> str:
+def steps_for(pcfg: Any, modality: str) -> int:
+    """`steps_by_modality[modality]` where given, else `steps`."""
+    return int((getattr(pcfg, "steps_by_modality", None) or {}).get(modality, pcfg.steps))
+
+
+def _run_key(pcfg: Any, modality: str, enc_cfg: Any, checksum: str) -> str:
     plain_enc = dataclasses.asdict(encoder_config(enc_cfg))
     plain_enc.pop("path")
     plain_p = dict(_plain(pcfg))
-    for key in ("output_dir", "eval_modalities", "eval_max_items", "threads"):
+    for key in ("output_dir", "eval_modalities", "eval_max_items", "threads", "steps_by_modality"):
         plain_p.pop(key, None)
+    plain_p["steps"] = steps_for(pcfg, modality)  # another modality's steps do not retrain this one
     blob = json.dumps({"pretrain": plain_p, "encoder": plain_enc, "data": checksum}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -281,7 +288,7 @@ def pretrain_encoders(cfg: Any, force: bool = False) -> dict[str, Any]:
             classes = sorted(set(train.labels))
             classes_by[m] = classes
             target_dir = out_dir / m
-            key = _run_key(pcfg, encoders[m], train.checksum)
+            key = _run_key(pcfg, m, encoders[m], train.checksum)
             meta_file = target_dir / META_NAME
             if not force and meta_file.is_file() and json.loads(meta_file.read_text()).get("key") == key:
                 print(f"encoder {m}: up to date ({target_dir})", file=sys.stderr)
@@ -289,8 +296,9 @@ def pretrain_encoders(cfg: Any, force: bool = False) -> dict[str, Any]:
             enc_cfg = dataclasses.replace(encoder_config(encoders[m]), path="")
             encoder = build_encoder(m, enc_cfg)
             inputs = preprocess_all(encoder, train.items)
+            steps = steps_for(pcfg, m)
             losses = train_encoder(
-                encoder, inputs, label_ids(train.labels, classes), len(classes), pcfg, desc=f"pretrain {m}"
+                encoder, inputs, label_ids(train.labels, classes), len(classes), pcfg, steps, f"pretrain {m}"
             )
             encoder.save(target_dir)
             meta = {
@@ -299,7 +307,7 @@ def pretrain_encoders(cfg: Any, force: bool = False) -> dict[str, Any]:
                 "classes": classes,
                 "train_items": len(train.items),
                 "train_manifest": train.source,
-                "steps": int(pcfg.steps),
+                "steps": steps,
                 "loss_first": round(losses[0], 4) if losses else None,
                 "loss_last": round(float(np.mean(losses[-10:])), 4) if losses else None,
                 "seconds": round(time.time() - started, 1),
