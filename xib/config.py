@@ -78,6 +78,12 @@ MODALITIES = ("image", "pc", "audio", "video")
 _COMPOSE_LOCK = threading.Lock()  # Hydra's global state is not thread-safe (flows run stages in threads)
 
 
+def for_modality(node: Any, name: str, modality: str) -> Any:
+    """`node.<name>_by_modality[modality]` where that table names the modality, else `node.<name>`."""
+    table = getattr(node, f"{name}_by_modality", None) or {}
+    return table[modality] if modality in table else getattr(node, name)
+
+
 def load_config(overrides: list[str] | None = None, config_name: str = "config") -> DictConfig:
     """Compose conf/ with Hydra, apply overrides (`data.world.items_per_modality=200`), check types.
 

@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from xib.config import for_modality
 from xib.errors import XibError
 from xib.io import atomic_path, write_json
 from xib.models.projectors import (
@@ -163,8 +164,7 @@ def new_projection(
     checkpoint, cross-attention skipped for the modalities in `init_skip_cross_attention`); else random.
     """
     proj_cfg = as_projection_config(model_cfg.projection)
-    if modality in proj_cfg.num_query_tokens_by_modality:
-        proj_cfg = replace(proj_cfg, num_query_tokens=int(proj_cfg.num_query_tokens_by_modality[modality]))
+    proj_cfg = replace(proj_cfg, num_query_tokens=int(for_modality(proj_cfg, "num_query_tokens", modality)))
     projection = build_projection(proj_cfg, encoder_dim, llm_hidden, qformer_vocab_size=qformer_vocab_size)
     if init_dir:
         source, info = load_projection(init_dir)

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from xib.config import for_modality
 from xib.errors import DataError, XibError
 from xib.models.encoders import EncoderOutput, FrozenEncoder, build_encoder, encoder_config
 
@@ -244,18 +245,15 @@ def _plain(node: Any) -> Any:
         return node
 
 
-def steps_for(pcfg: Any, modality: str) -> int:
-    """`steps_by_modality[modality]` where given, else `steps`."""
-    return int((getattr(pcfg, "steps_by_modality", None) or {}).get(modality, pcfg.steps))
-
-
 def _run_key(pcfg: Any, modality: str, enc_cfg: Any, checksum: str) -> str:
     plain_enc = dataclasses.asdict(encoder_config(enc_cfg))
     plain_enc.pop("path")
     plain_p = dict(_plain(pcfg))
     for key in ("output_dir", "eval_modalities", "eval_max_items", "threads", "steps_by_modality"):
         plain_p.pop(key, None)
-    plain_p["steps"] = steps_for(pcfg, modality)  # another modality's steps do not retrain this one
+    plain_p["steps"] = int(
+        for_modality(pcfg, "steps", modality)
+    )  # another modality's steps do not retrain this one
     blob = json.dumps({"pretrain": plain_p, "encoder": plain_enc, "data": checksum}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -296,7 +294,7 @@ def pretrain_encoders(cfg: Any, force: bool = False) -> dict[str, Any]:
             enc_cfg = dataclasses.replace(encoder_config(encoders[m]), path="")
             encoder = build_encoder(m, enc_cfg)
             inputs = preprocess_all(encoder, train.items)
-            steps = steps_for(pcfg, m)
+            steps = int(for_modality(pcfg, "steps", m))
             losses = train_encoder(
                 encoder, inputs, label_ids(train.labels, classes), len(classes), pcfg, steps, f"pretrain {m}"
             )

@@ -9,6 +9,7 @@ class AnchorConfig:
 
     enabled: bool = False
     weight: float = 1.0
+    weight_by_modality: dict[str, float] = field(default_factory=dict)  # overrides `weight` for a modality
     per_view: bool = False  # anchor every frame/segment's tokens to the caption, not only the first
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from xib.config import for_modality
 from xib.errors import XibError
 
 log = logging.getLogger(__name__)
@@ -114,7 +115,7 @@ def build(cfg: Any, modality: str, feature_dim: int, device: torch.device) -> Se
     objective = AlignmentObjective(
         model,
         projection,
-        float(cfg.train.anchor.weight) if anchor_enabled else None,
+        float(for_modality(cfg.train.anchor, "weight", modality)) if anchor_enabled else None,
         bool(cfg.train.anchor.per_view),
     )
 

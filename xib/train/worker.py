@@ -364,6 +364,7 @@ def train(cfg: Any, rank: int, world: int, local_rank: int) -> int:
         "world_size": world,
         "encoder_fingerprint": stores["train"].index.get("encoder_fingerprint", ""),
         "anchor": bool(setup.anchor_enabled),
+        "anchor_weight": setup.objective.anchor_weight,
         "mlflow_run_id": tracker.run_id,
     }
     exported = checkpointing.export_projection(setup, out_dir, meta, int(tc.zero_stage), rank)
