@@ -245,15 +245,13 @@ def _plain(node: Any) -> Any:
         return node
 
 
-def _run_key(pcfg: Any, modality: str, enc_cfg: Any, checksum: str) -> str:
+def _run_key(pcfg: Any, steps: int, enc_cfg: Any, checksum: str) -> str:
     plain_enc = dataclasses.asdict(encoder_config(enc_cfg))
     plain_enc.pop("path")
     plain_p = dict(_plain(pcfg))
     for key in ("output_dir", "eval_modalities", "eval_max_items", "threads", "steps_by_modality"):
         plain_p.pop(key, None)
-    plain_p["steps"] = int(
-        for_modality(pcfg, "steps", modality)
-    )  # another modality's steps do not retrain this one
+    plain_p["steps"] = steps  # this encoder's own steps: another modality's do not retrain it
     blob = json.dumps({"pretrain": plain_p, "encoder": plain_enc, "data": checksum}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -286,7 +284,8 @@ def pretrain_encoders(cfg: Any, force: bool = False) -> dict[str, Any]:
             classes = sorted(set(train.labels))
             classes_by[m] = classes
             target_dir = out_dir / m
-            key = _run_key(pcfg, m, encoders[m], train.checksum)
+            steps = int(for_modality(pcfg, "steps", m))
+            key = _run_key(pcfg, steps, encoders[m], train.checksum)
             meta_file = target_dir / META_NAME
             if not force and meta_file.is_file() and json.loads(meta_file.read_text()).get("key") == key:
                 print(f"encoder {m}: up to date ({target_dir})", file=sys.stderr)
@@ -294,7 +293,6 @@ def pretrain_encoders(cfg: Any, force: bool = False) -> dict[str, Any]:
             enc_cfg = dataclasses.replace(encoder_config(encoders[m]), path="")
             encoder = build_encoder(m, enc_cfg)
             inputs = preprocess_all(encoder, train.items)
-            steps = int(for_modality(pcfg, "steps", m))
             losses = train_encoder(
                 encoder, inputs, label_ids(train.labels, classes), len(classes), pcfg, steps, f"pretrain {m}"
             )
