@@ -104,6 +104,21 @@ def test_inputs_are_unseen_and_from_different_entities(built) -> None:
             assert not seen & set(r["entity_ids"])
 
 
+def test_the_selection_split_is_built_alike_from_other_entities(built) -> None:
+    """Recipes are chosen on val DisCRn: balanced like test, from val entities only."""
+    val_entities = set()
+    for modality in MODALITIES:
+        val_entities |= set(read_manifest(manifest_path(built, modality, "val"))["entity_id"])
+    for pair, (m1, m2) in PAIRS.items():
+        val = read_discrn(discrn_path(built, pair, "val"))
+        assert len(val) == N and Counter(r["label"] for r in val) == {0: N // 2, 1: N // 2}
+        assert Counter(r["modalities"][0] for r in val) == {m1: N // 2, m2: N // 2}
+        assert all(set(r["entity_ids"]) <= val_entities for r in val)
+        test_entities = {e for r in _records(built, pair) for e in r["entity_ids"]}
+        assert not test_entities & {e for r in val for e in r["entity_ids"]}
+        assert all(r["id"].startswith(f"{pair}-val-") for r in val)
+
+
 def test_pairs_are_harder_than_random_pairs(built) -> None:
     """The partner is among the most similar captions: more similar than random applicable pairs."""
     for pair, (m1, m2) in PAIRS.items():
@@ -179,8 +194,9 @@ def test_released_files_are_converted_and_balanced(xib_root: Path) -> None:
         ]
     )
     summary = build_discrn(cfg)
-    assert summary["image_pc"]["labels"] == {"first": 6, "second": 6}
-    assert summary["image_pc"]["first_modality"] == {"image": 6, "pc": 6}
+    assert list(summary["image_pc"]) == ["test"]  # a release has no selection split
+    assert summary["image_pc"]["test"]["labels"] == {"first": 6, "second": 6}
+    assert summary["image_pc"]["test"]["first_modality"] == {"image": 6, "pc": 6}
     originals = {e["id"]: e for e in _released_entries(12)}
     for r in _records(cfg, "image_pc"):
         src = originals[r["id"]]
@@ -214,5 +230,6 @@ def test_cli_command_writes_both_pairs(xib_root: Path, capsys) -> None:
     make_manifests(load_config())
     assert main(["discrn", "data.discrn.examples_per_pair=8"]) == 0
     out = capsys.readouterr().out
-    assert "discrn image_pc: 8 examples" in out and "discrn audio_video: 8 examples" in out
+    for pair in PAIRS:
+        assert f"discrn {pair} val: 8 examples" in out and f"discrn {pair} test: 8 examples" in out
     assert main(["discrn", "data.discrn.examples_per_pair=6"]) == 1

@@ -76,11 +76,12 @@ def discrn_command(overrides: list[str]) -> int:
     from xib.data.discrn import build_discrn
 
     cfg = load_config(overrides)
-    for pair, counts in build_discrn(cfg).items():
-        print(
-            f"discrn {pair}: {counts['examples']} examples, answers {counts['labels']}, "
-            f"first input {counts['first_modality']} -> {cfg.paths.data}/discrn/{pair}/{cfg.data.discrn.split}.json"
-        )
+    for pair, by_split in build_discrn(cfg).items():
+        for split, counts in by_split.items():
+            print(
+                f"discrn {pair} {split}: {counts['examples']} examples, answers {counts['labels']}, "
+                f"first input {counts['first_modality']} -> {cfg.paths.data}/discrn/{pair}/{split}.json"
+            )
     return 0
 
 

@@ -154,7 +154,8 @@ class DiscrnConfig:
     candidate_sample: int = 32  # random candidates per anchor, before picking among the most similar
     hard_top_k: int = 4  # the partner is drawn among this many most similar applicable candidates
     max_attempts_per_example: int = 50
-    split: str = "test"
+    split: str = "test"  # the reported figures
+    select_split: str = "val"  # built the same way, to choose recipes on ("" = none; world source only)
     source: str = "world"  # world (built from manifests) | released (X-InstructBLIP DisCRn JSON files)
     released: dict[str, str] = field(default_factory=lambda: {"image_pc": "", "audio_video": ""})
     # Input order of the released files (LAVIS: objaverse [image, pc], audiocaps [video, audio]).

@@ -1,6 +1,8 @@
 """DisCRn: two inputs of different modalities, a question comparing them, answer "first" or "second".
 
-Built from the test split (entities no training example shows) as the paper built it:
+Built from the test split (entities no training example shows) as the paper built it, and the same
+way from the val split (`data.discrn.select_split`): recipes are chosen on that one, so the test
+figures stay unread until the choice is made.
 - hard pairs: for an anchor item, a random sample of `candidate_sample` items of the other modality
   (other entities) is embedded with the anchor, and the partner is drawn among the `hard_top_k`
   most similar that have at least one applicable question. In the paper both inputs of a pair come
@@ -148,16 +150,17 @@ def _record(
     }
 
 
-def build_pair_from_world(cfg: Any, pair: str, rng: random.Random) -> list[dict[str, Any]]:
-    """`examples_per_pair` balanced hard examples of one modality pair from the world's test split."""
+def build_pair_from_world(cfg: Any, pair: str, split: str) -> list[dict[str, Any]]:
+    """`examples_per_pair` balanced hard examples of one modality pair from one split of the world."""
     from tqdm import tqdm
 
     dcfg = cfg.data.discrn
+    rng = random.Random(f"{dcfg.seed}|{pair}|{split}")
     m1, m2 = PAIRS[pair]
     n = int(dcfg.examples_per_pair)
     if n <= 0 or n % 4:
         raise XibError(f"data.discrn.examples_per_pair={n}: must be a positive multiple of 4 (exact balance)")
-    pools = {m1: load_pool(cfg, m1, dcfg.split), m2: load_pool(cfg, m2, dcfg.split)}
+    pools = {m1: load_pool(cfg, m1, split), m2: load_pool(cfg, m2, split)}
 
     def describe(item: PoolItem) -> str:
         return f"{caption(item.kind, m1)}. {caption(item.kind, m2)}"
@@ -168,13 +171,13 @@ def build_pair_from_world(cfg: Any, pair: str, rng: random.Random) -> list[dict[
     chosen: list[tuple[PoolItem, PoolItem, Any, int, int]] = []  # (x of m1, z of m2, question, order, label)
     seen: set[tuple[str, str, str]] = set()
     attempts, max_attempts = 0, int(dcfg.max_attempts_per_example) * n
-    with tqdm(total=n, desc=f"discrn {pair}", unit="ex", leave=False) as bar:
+    with tqdm(total=n, desc=f"discrn {pair} {split}", unit="ex", leave=False) as bar:
         while len(chosen) < n:
             attempts += 1
             if attempts > max_attempts:
                 raise DataError(
-                    f"{Path(cfg.paths.data) / 'world'}/{{{m1},{m2}}}/{dcfg.split}",
-                    f"enough {dcfg.split} items of distinct entities with applicable questions for "
+                    f"{Path(cfg.paths.data) / 'world'}/{{{m1},{m2}}}/{split}",
+                    f"enough {split} items of distinct entities with applicable questions for "
                     f"{n} balanced {pair} examples",
                     detail=f"{len(chosen)} made in {max_attempts} attempts; items {m1}={len(pools[m1])} "
                     f"{m2}={len(pools[m2])}",
@@ -216,7 +219,7 @@ def build_pair_from_world(cfg: Any, pair: str, rng: random.Random) -> list[dict[
         else:
             records.append(_record(pair, (m2, m1), z, x, question, label))
     for i, record in enumerate(records):
-        record["id"] = f"{pair}-{dcfg.split}-{i:05d}"
+        record["id"] = f"{pair}-{split}-{i:05d}"
     return records
 
 
@@ -357,24 +360,39 @@ def _swap(record: dict[str, Any]) -> dict[str, Any]:
 # --- entry point --------------------------------------------------------------------------------
 
 
-def build_discrn(cfg: Any) -> dict[str, Any]:
-    """Write `data/discrn/<pair>/<split>.json` for every pair of `data.discrn.pairs`; return counts."""
+def discrn_splits(cfg: Any) -> list[str]:
+    """The splits `build_discrn` writes: `split` (reported) and, from the world, `select_split`."""
     dcfg = cfg.data.discrn
-    summary: dict[str, Any] = {}
+    select = str(dcfg.select_split or "")
+    if dcfg.source != "world" or not select:
+        return [str(dcfg.split)]
+    if select == dcfg.split:
+        raise XibError(f"data.discrn.select_split={select!r}: must differ from data.discrn.split")
+    return [select, str(dcfg.split)]
+
+
+def build_discrn(cfg: Any) -> dict[str, dict[str, Any]]:
+    """Write `data/discrn/<pair>/<split>.json` for every pair and split; return counts by pair, split."""
+    dcfg = cfg.data.discrn
+    summary: dict[str, dict[str, Any]] = {}
     for pair in dcfg.pairs:
         if pair not in PAIRS:
             raise XibError(f"data.discrn.pairs: {pair!r} not among {sorted(PAIRS)}")
-        if dcfg.source == "world":
-            records = build_pair_from_world(cfg, pair, random.Random(f"{dcfg.seed}|{pair}|{dcfg.split}"))
-        elif dcfg.source == "released":
-            path = str(dcfg.released.get(pair, "") or "")
-            if not path:
-                raise XibError(f"data.discrn.released.{pair}: path of the released DisCRn JSON file is empty")
-            records = read_released(cfg, pair, path)
-        else:
+        if dcfg.source not in ("world", "released"):
             raise XibError(f"data.discrn.source={dcfg.source!r}: must be world or released")
-        write_json(discrn_path(cfg, pair, dcfg.split), records)
-        summary[pair] = balance_counts(records)
+        summary[pair] = {}
+        for split in discrn_splits(cfg):
+            if dcfg.source == "world":
+                records = build_pair_from_world(cfg, pair, split)
+            else:
+                path = str(dcfg.released.get(pair, "") or "")
+                if not path:
+                    raise XibError(
+                        f"data.discrn.released.{pair}: path of the released DisCRn JSON file is empty"
+                    )
+                records = read_released(cfg, pair, path)
+            write_json(discrn_path(cfg, pair, split), records)
+            summary[pair][split] = balance_counts(records)
     return summary
 
 

@@ -8,6 +8,9 @@ class DiscrnEvalConfig:
     """How generated DisCRn answers are read: synonyms of "first" and "second" and modality names."""
 
     pairs: list[str] = field(default_factory=lambda: ["image_pc", "audio_video"])
+    # 0 = every item. DisCRn scores each input order on its own: at 200 items a pair (about 100 an
+    # order) one standard error is 0.03, at 400 it is 0.02.
+    max_items: int = 0
     first_words: list[str] = field(default_factory=lambda: ["first", "1st", "left", "(a)"])
     second_words: list[str] = field(default_factory=lambda: ["second", "2nd", "right", "(b)"])
     modality_names: dict[str, list[str]] = field(

@@ -90,7 +90,7 @@ def evaluate(cfg: Any, runner: Any) -> tuple[dict[str, float], dict[str, Any]]:
         report["timings"][f"single/{modality}"] = {"items": len(rows), "seconds": time.perf_counter() - start}
         log.info("%s: %s", modality, {k: round(v, 4) for k, v in values.items()})
     for pair in cfg.eval.discrn.pairs:
-        items = load_items(data / "discrn" / pair / f"{split}.json", limit)
+        items = load_items(data / "discrn" / pair / f"{split}.json", int(cfg.eval.discrn.max_items))
         needed = {m for it in items for m in it.modalities}
         if not needed <= available:
             log.warning("DisCRn %s skipped: no projection for %s", pair, sorted(needed - available))
