@@ -149,3 +149,22 @@ def test_bad_corpus_config_is_refused() -> None:
         C.heldout_kind_pairs(_cfg(["data.corpus.heldout_kind_pairs=500"]).data.corpus)
     with pytest.raises(ValueError, match="modality pair"):
         C.parse_pair("image_image")
+
+
+def test_every_input_is_cued_whatever_the_soft_token_prompts_use(xib_root: Path) -> None:
+    """The cue switch is for prompts over soft tokens; the LLM's corpus (and so its weights) stays."""
+    cued = C.corpus_lines(_cfg())
+    assert C.corpus_lines(_cfg(["model.prompt.use_cues=false"])) == cued
+    assert (
+        C.corpus_lines(
+            _cfg(
+                [
+                    "model.prompt.use_cues_by_modality.audio=false",
+                    "model.prompt.use_cues_by_modality.video=false",
+                ]
+            )
+        )
+        == cued
+    )
+    cues = _cfg().model.prompt.cues
+    assert all(any(cue.strip() in line for line in cued) for cue in cues.values())

@@ -9,7 +9,7 @@ from xib.errors import XibError
 from xib.models.anchor import caption_anchor_loss
 from xib.models.testing import save_tiny_llm, tiny_model
 from xib.models.xinstructblip import IGNORE, MediaInput, fill_slots
-from xib.prompts import answer_text, discrn_prompt, instruction_prompt, render_text
+from xib.prompts import answer_text, discrn_prompt, instruction_prompt, prompt_cues, render_text
 
 DIMS = {"image": 24, "video": 24, "audio": 20, "pc": 16}
 TOKENS = {"image": 5, "video": 5, "audio": 3, "pc": 1}
@@ -143,14 +143,24 @@ def test_joined_views_make_one_block_of_k_that_reads_every_view(llm_dir):
     assert n_apart - int(batch.attention_mask.sum()) == k * (VIEWS["video"] - 1)
 
 
-def test_no_cue_ablation_drops_the_cue(llm_dir):
-    m = tiny_model(llm_dir, {"image": 24})
-    with_cue = m.collate([(fill_slots(instruction_prompt("image", "what ?"), [media("image")]), None)])
-    m.cfg.prompt.use_cues = False
-    m.packer.use_cues = False
-    without = m.collate([(fill_slots(instruction_prompt("image", "what ?"), [media("image")]), None)])
-    cue_len = len(m.tokenizer(" image: ", add_special_tokens=False)["input_ids"])
-    assert with_cue.input_ids.shape[1] - without.input_ids.shape[1] == cue_len
+def test_cues_switch_off_for_all_modalities_or_one(llm_dir):
+    m = tiny_model(llm_dir, {"image": 24, "pc": 16})
+
+    def prompt_length(modality: str) -> int:
+        prompt = fill_slots(instruction_prompt(modality, "what ?"), [media(modality)])
+        return m.collate([(prompt, None)]).input_ids.shape[1]
+
+    def cue_length(modality: str) -> int:
+        return len(m.tokenizer(m.cfg.prompt.cues[modality], add_special_tokens=False)["input_ids"])
+
+    cued = {modality: prompt_length(modality) for modality in ("image", "pc")}
+    m.cfg.prompt.use_cues_by_modality = {"image": False}
+    m.packer.cues = prompt_cues(m.cfg.prompt)
+    assert cued["image"] - prompt_length("image") == cue_length("image")
+    assert prompt_length("pc") == cued["pc"]
+    m.cfg.prompt.use_cues, m.cfg.prompt.use_cues_by_modality = False, {}
+    m.packer.cues = prompt_cues(m.cfg.prompt)
+    assert all(cued[mod] - prompt_length(mod) == cue_length(mod) for mod in ("image", "pc"))
 
 
 def test_gradients_reach_only_the_projections(llm_dir):

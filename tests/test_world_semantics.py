@@ -39,3 +39,12 @@ def test_discrn_prompt_renders_paper_layout():
         text
         == "PREFIX. image: a red cube in a city 3d: a large cone question: which of the two options is larger? answer:"
     )
+
+
+def test_an_uncued_slot_is_its_caption_after_a_space():
+    segments = discrn_prompt(["image", "pc"], "which of the two options is larger?", "PREFIX.")
+    text = render_text(segments, ["a red cube in a city", "a large cone"], {**CUES, "image": None})
+    assert (
+        text
+        == "PREFIX. a red cube in a city 3d: a large cone question: which of the two options is larger? answer:"
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 ANSWERS = ("first", "second")
 
@@ -43,18 +44,30 @@ def answer_text(answer: str) -> str:
     return f" {answer}"
 
 
-def render_text(
-    segments: Sequence[Segment],
-    contents: Sequence[str],
-    cues: Mapping[str, str],
-    use_cues: bool = True,
-) -> str:
-    """The prompt as plain text, each slot filled by `cue + contents[i]` (captions)."""
+Cues = Mapping[str, "str | None"]
+
+
+def prompt_cues(prompt_cfg: Any) -> dict[str, str | None]:
+    """Each modality's cue as prompts over its soft tokens use it: None where it is switched off,
+    for every modality (`model.prompt.use_cues: false`) or for one (`use_cues_by_modality`)."""
+    table = prompt_cfg.get("use_cues_by_modality") or {}
+    return {
+        modality: str(cue) if prompt_cfg.use_cues and table.get(modality, True) else None
+        for modality, cue in prompt_cfg.cues.items()
+    }
+
+
+def filled_slot(cue: str | None, content: str) -> str:
+    """A slot as text: its cue then its caption; without a cue a space still parts it from the text before."""
+    return (" " if cue is None else cue) + content
+
+
+def render_text(segments: Sequence[Segment], contents: Sequence[str], cues: Cues) -> str:
+    """The prompt as plain text, each slot filled by its cue and `contents[i]` (captions)."""
     parts = []
     for segment in segments:
         if isinstance(segment, Slot):
-            cue = cues[segment.modality] if use_cues else " "
-            parts.append(cue + contents[segment.index])
+            parts.append(filled_slot(cues[segment.modality], contents[segment.index]))
         else:
             parts.append(segment)
     return "".join(parts)

@@ -104,7 +104,6 @@ def comparisons(
                         segments,
                         [caption(first, m1), caption(second, m2)],
                         prompt_cfg.cues,
-                        bool(prompt_cfg.use_cues),
                     )
                     out.append(Comparison((m1, m2), (k1, k2), question.text, label, text))
     return out
@@ -160,7 +159,9 @@ def corpus_lines(cfg: Any) -> list[str]:
     """The whole corpus, shuffled, deterministic from `data.corpus.seed`."""
     corpus_cfg = cfg.data.corpus
     prompt_cfg = cfg.model.prompt
-    cues, use_cues = prompt_cfg.cues, bool(prompt_cfg.use_cues)
+    # Every input is named by its cue here, whatever the prompts over soft tokens use
+    # (`use_cues`): the LLM learns the cue words, and a cue switch does not re-pre-train it.
+    cues = prompt_cfg.cues
     rng = random.Random(int(corpus_cfg.seed))
     modalities = list(corpus_cfg.modalities)
     lines: list[str] = []
@@ -170,7 +171,7 @@ def corpus_lines(cfg: Any) -> list[str]:
 
     for _ in range(int(corpus_cfg.caption_lines)):
         kind, modality = rng.choice(KINDS), rng.choice(modalities)
-        shown = render_text([Slot(0, modality)], [caption(kind, modality)], cues, use_cues)
+        shown = render_text([Slot(0, modality)], [caption(kind, modality)], cues)
         template = rng.choice(list(corpus_cfg.caption_templates))
         lines.append(template.format(input=shown, kind=article(kind.name)).strip())
 
@@ -179,7 +180,7 @@ def corpus_lines(cfg: Any) -> list[str]:
     for _ in range(int(corpus_cfg.knowledge_lines)):
         kind, modality = rng.choice(KINDS), rng.choice(modalities)
         subject = (
-            render_text([Slot(0, modality)], [caption(kind, modality)], cues, use_cues)
+            render_text([Slot(0, modality)], [caption(kind, modality)], cues)
             if rng.random() < 0.5
             else article(kind.name)
         )
@@ -196,7 +197,7 @@ def corpus_lines(cfg: Any) -> list[str]:
         else:
             answer = _attribute_answer(kind, answer_kind.split(":", 1)[1])
         text = render_text(
-            instruction_prompt(modality, instruction), [caption(kind, modality)], cues, use_cues
+            instruction_prompt(modality, instruction), [caption(kind, modality)], cues
         )
         lines.append((text + answer_text(answer)).strip())
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from xib.errors import DataError
-from xib.prompts import Segment, Slot, discrn_prompt, render_text
+from xib.prompts import Cues, Segment, Slot, discrn_prompt, filled_slot, prompt_cues, render_text
 
 REQUIRED = ("id", "pair", "modalities", "sample_ids", "captions", "question", "label")
 
@@ -142,22 +142,17 @@ def prompt_segments(item: DiscrnItem, prefix: str) -> list[Segment]:
     return discrn_prompt(item.modalities, item.question, prefix)
 
 
-def text_prompt(
-    item: DiscrnItem, contents: Sequence[str], prefix: str, cues: Mapping[str, str], use_cues: bool
-) -> str:
+def text_prompt(item: DiscrnItem, contents: Sequence[str], prefix: str, cues: Cues) -> str:
     """The DisCRn prompt with both inputs as text (oracle or predicted captions)."""
-    return render_text(prompt_segments(item, prefix), contents, cues, use_cues)
+    return render_text(prompt_segments(item, prefix), contents, cues)
 
 
-def hybrid_segments(
-    item: DiscrnItem, text_index: int, prefix: str, cues: Mapping[str, str], use_cues: bool
-) -> list[Segment]:
+def hybrid_segments(item: DiscrnItem, text_index: int, prefix: str, cues: Cues) -> list[Segment]:
     """The DisCRn prompt with input `text_index` as its ground-truth caption, the other a slot."""
     out: list[Segment] = []
     for seg in prompt_segments(item, prefix):
         if isinstance(seg, Slot) and seg.index == text_index:
-            cue = cues[seg.modality] if use_cues else " "
-            out.append(cue + item.captions[text_index])
+            out.append(filled_slot(cues[seg.modality], item.captions[text_index]))
         else:
             out.append(seg)
     return out
@@ -242,7 +237,7 @@ def evaluate_pair(
 
     ecfg, pcfg = cfg.eval, cfg.model.prompt
     prefix, qtext = str(pcfg.discrn_prefix), str(pcfg.discrn_qformer_text)
-    cues, use_cues = dict(pcfg.cues), bool(pcfg.use_cues)
+    cues = prompt_cues(pcfg)
     interpret = interpreter(ecfg.discrn)
     answers = list(ecfg.discrn.answers)
     metrics: dict[str, float] = {}
@@ -280,7 +275,7 @@ def evaluate_pair(
 
     baselines = set(ecfg.baselines)
     if "oracle_caption" in baselines:
-        oracle = [text_prompt(it, it.captions, prefix, cues, use_cues) for it in items]
+        oracle = [text_prompt(it, it.captions, prefix, cues) for it in items]
         report(
             f"baseline/oracle_caption/{pair}", generate([[p] for p in oracle], f"oracle/{pair}"), orders=True
         )
@@ -298,7 +293,7 @@ def evaluate_pair(
         ]
         captions = runner.generate(caption_prompts, desc=f"captions/{pair}")
         predicted = [
-            text_prompt(it, (captions[2 * i], captions[2 * i + 1]), prefix, cues, use_cues)
+            text_prompt(it, (captions[2 * i], captions[2 * i + 1]), prefix, cues)
             for i, it in enumerate(items)
         ]
         result = generate([[p] for p in predicted], f"predicted/{pair}")
@@ -307,9 +302,7 @@ def evaluate_pair(
     if "hybrid" in baselines:
         for modality in dict.fromkeys(m for it in items for m in it.modalities):
             prompts = [
-                fill_slots(
-                    hybrid_segments(it, it.modalities.index(modality), prefix, cues, use_cues), inputs(it)
-                )
+                fill_slots(hybrid_segments(it, it.modalities.index(modality), prefix, cues), inputs(it))
                 for it in items
             ]
             report(f"hybrid/{pair}/{modality}_as_text", generate(prompts, f"hybrid-{modality}/{pair}"))

@@ -56,7 +56,8 @@ class ProjectionConfig:
 
 @dataclass
 class PromptConfig:
-    use_cues: bool = True
+    use_cues: bool = True  # a modality's cue text goes before its soft tokens (false: no cue anywhere)
+    use_cues_by_modality: dict[str, bool] = field(default_factory=dict)  # false: no cue for that one
     cues: dict[str, str] = field(
         default_factory=lambda: {"image": " image: ", "pc": " 3d: ", "audio": " audio: ", "video": " video: "}
     )

@@ -3,7 +3,8 @@
 A prompt is a list of segments: `str` text, or a `MediaInput` (one input of one modality, already
 encoded by its frozen encoder: `features [V, N, D]`, V = frames or segments). Each input becomes
 `[cue embedded by the frozen LLM][K soft tokens of view 1][view 2]...` (or one block of K when the
-projection joins the views, `model.projection.join_views`); the cue is dropped in the no-cue ablation (`model.prompt.use_cues: false`). Text segments are tokenized one by one without
+projection joins the views, `model.projection.join_views`); the cue is dropped where it is switched
+off (`model.prompt.use_cues`, per modality `use_cues_by_modality`). Text segments are tokenized one by one without
 special tokens; the tokenizer's own start tokens (BOS) come once, at the start of the sequence.
 
 `PromptPacker` (also `XInstructBLIP.collate`) turns `(prompt, answer)` examples into padded tensors:
@@ -24,7 +25,7 @@ from torch import nn
 from xib.errors import XibError
 from xib.models.llm import freeze
 from xib.models.projectors import Projection
-from xib.prompts import Slot, answer_text
+from xib.prompts import Slot, answer_text, prompt_cues
 
 IGNORE = -100
 
@@ -140,8 +141,7 @@ class PromptPacker:
         joined_views: Sequence[str] = (),
     ) -> None:
         self.tokenizer = tokenizer
-        self.use_cues = bool(prompt_cfg.use_cues)
-        self.cues = dict(prompt_cfg.cues)
+        self.cues = prompt_cues(prompt_cfg)
         self.answer_eos = bool(prompt_cfg.answer_eos)
         template = str(prompt_cfg.template)
         if template.count("{prompt}") != 1:
@@ -221,8 +221,9 @@ class PromptPacker:
                         raise XibError(
                             f"no projection for modality {segment.modality!r} (have {sorted(self.num_tokens)})"
                         )
-                    if self.use_cues:
-                        ids += self.text_ids(self.cues[segment.modality])
+                    cue = self.cues[segment.modality]
+                    if cue is not None:
+                        ids += self.text_ids(cue)
                     placed.append((row, len(ids), segment))
                     views = self.views_of(segment)[0].shape[0]
                     ids += [self.pad_id] * (self.num_tokens[segment.modality] * views)
