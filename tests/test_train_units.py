@@ -170,3 +170,28 @@ def test_recipe_hash_changes_with_what_is_learned_not_with_how_often_it_saves(xi
     assert recipe_hash(load_config(["train.anchor.enabled=false", "train.lr=0.5"])) != base
     assert recipe_hash(load_config(["train.anchor.enabled=true"])) != base
     assert recipe_hash(load_config(["train.anchor.enabled=false", "modality=audio"])) != base
+
+
+def test_the_launcher_hashes_the_llm_once_and_hands_it_to_the_workers(tmp_path: Path, monkeypatch) -> None:
+    from omegaconf import OmegaConf
+
+    from xib.config import load_config
+    from xib.train import tracking
+    from xib.train.launch import worker_env
+
+    llm = tmp_path / "llm"
+    llm.mkdir()
+    (llm / "config.json").write_text("{}")
+    (llm / "model.safetensors").write_bytes(b"weights")
+    cfg = load_config()
+    OmegaConf.update(cfg, "model.llm.path", str(llm))
+    hashed = tracking.weights_fingerprint(llm)
+    monkeypatch.delenv(tracking.LLM_FINGERPRINT_ENV, raising=False)
+    assert tracking.llm_fingerprint(cfg) == hashed  # a worker started by hand hashes for itself
+    env = worker_env(cfg, "", hashed)
+    assert env[tracking.LLM_FINGERPRINT_ENV] == hashed
+    monkeypatch.setenv(tracking.LLM_FINGERPRINT_ENV, "stale")
+    assert tracking.LLM_FINGERPRINT_ENV not in worker_env(cfg)  # never a value left in the shell
+    monkeypatch.setenv(tracking.LLM_FINGERPRINT_ENV, hashed)
+    (llm / "model.safetensors").write_bytes(b"other weights")  # read from the environment, not re-hashed
+    assert tracking.llm_fingerprint(cfg) == hashed != tracking.weights_fingerprint(llm)

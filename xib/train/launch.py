@@ -42,7 +42,7 @@ def write_run_config(cfg: Any, modality: str) -> Path:
     return path
 
 
-def worker_env(cfg: Any, run_id: str = "") -> dict[str, str]:
+def worker_env(cfg: Any, run_id: str = "", llm_fp: str = "") -> dict[str, str]:
     env = dict(os.environ)
     threads = str(max(int(cfg.train.threads_per_proc), 1))
     env.update({"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "PYTHONUNBUFFERED": "1"})
@@ -53,10 +53,14 @@ def worker_env(cfg: Any, run_id: str = "") -> dict[str, str]:
     if cfg.train.backend == "gloo":
         env.setdefault("DS_ACCELERATOR", "cpu")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
-    if run_id:
-        from xib.train.tracking import RUN_ID_ENV
+    from xib.train.tracking import LLM_FINGERPRINT_ENV, RUN_ID_ENV
 
+    if run_id:
         env[RUN_ID_ENV] = run_id
+    if llm_fp:
+        env[LLM_FINGERPRINT_ENV] = llm_fp
+    else:
+        env.pop(LLM_FINGERPRINT_ENV, None)
     return env
 
 
@@ -172,51 +176,52 @@ def run_alignment(cfg: Any, modality: str, quiet: bool = False, track: bool = Tr
         raise XibError(f"modality={modality!r}: expected one of {', '.join(MODALITIES)}")
     if cfg.train.launcher not in LAUNCHERS:
         raise XibError(f"train.launcher={cfg.train.launcher!r}: expected one of {', '.join(LAUNCHERS)}")
+    from xib.train import tracking
+
     config_path = write_run_config(cfg, modality)
+    llm_fp = tracking.weights_fingerprint(cfg.model.llm.path)
     run_id = ""
     if track:
-        from xib.train import tracking
-
         encoder_fp = ""
         index_path = Path(cfg.paths.artifacts) / "features" / modality / "train" / "index.json"
         if index_path.is_file():
             encoder_fp = json.loads(index_path.read_text()).get("encoder_fingerprint", "")
-        run_id = tracking.open_run(cfg, modality, tracking.provenance_tags(cfg, modality, encoder_fp))
+        run_id = tracking.open_run(cfg, modality, tracking.provenance_tags(cfg, modality, encoder_fp, llm_fp))
     status = 1
     try:
         if cfg.train.launcher == "none":
-            status = _run_in_process(config_path, run_id)
+            status = _run_in_process(config_path, run_id, llm_fp)
         else:
-            status = _run_subprocess(cfg, modality, config_path, run_id, quiet)
+            status = _run_subprocess(cfg, modality, config_path, run_id, quiet, llm_fp)
     finally:
         if run_id:
-            from xib.train import tracking
-
             tracking.close_run(cfg, run_id, "FINISHED" if status == 0 else "FAILED")
     return status
 
 
-def _run_in_process(config_path: Path, run_id: str) -> int:
+def _run_in_process(config_path: Path, run_id: str, llm_fp: str) -> int:
     from xib.train import tracking, worker
 
-    previous = os.environ.get(tracking.RUN_ID_ENV)
-    os.environ[tracking.RUN_ID_ENV] = run_id
+    handed = {tracking.RUN_ID_ENV: run_id, tracking.LLM_FINGERPRINT_ENV: llm_fp}
+    previous = {name: os.environ.get(name) for name in handed}
+    os.environ.update(handed)
     try:
         return worker.main(["--config", str(config_path)])
     finally:
-        if previous is None:
-            os.environ.pop(tracking.RUN_ID_ENV, None)
-        else:
-            os.environ[tracking.RUN_ID_ENV] = previous
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
-def _run_subprocess(cfg: Any, modality: str, config_path: Path, run_id: str, quiet: bool) -> int:
+def _run_subprocess(cfg: Any, modality: str, config_path: Path, run_id: str, quiet: bool, llm_fp: str) -> int:
     port = int(cfg.train.master_port) or free_port()
     cmd = command_line(cfg, config_path, port)
     view = ProgressView(modality, quiet)
     proc = subprocess.Popen(
         cmd,
-        env=worker_env(cfg, run_id),
+        env=worker_env(cfg, run_id, llm_fp),
         cwd=str(REPO),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -18,6 +18,9 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 RUN_ID_ENV = "XIB_MLFLOW_RUN_ID"
+# The launcher hashes the frozen LLM once; its workers read the hash here instead of each
+# re-reading every weight file (gigabytes per rank for a 7B LLM).
+LLM_FINGERPRINT_ENV = "XIB_LLM_FINGERPRINT"
 MASK = "***"
 # whole words of a key's last part: "aws_secret_access_key", "password", "api_token" (not "num_query_tokens")
 SECRET_KEY_RE = re.compile(
@@ -138,13 +141,20 @@ def open_run(cfg: Any, modality: str, tags: dict[str, str] | None = None) -> str
     return run.info.run_id
 
 
-def provenance_tags(cfg: Any, modality: str, encoder_fingerprint: str = "") -> dict[str, str]:
+def llm_fingerprint(cfg: Any) -> str:
+    """The frozen LLM's weights fingerprint: the launcher's, when it handed one down, else hashed here."""
+    return os.environ.get(LLM_FINGERPRINT_ENV) or weights_fingerprint(cfg.model.llm.path)
+
+
+def provenance_tags(
+    cfg: Any, modality: str, encoder_fingerprint: str = "", llm_fp: str = ""
+) -> dict[str, str]:
     from xib.models.checkpoint import REPO_ROOT, git_commit
 
     repo = REPO_ROOT
     tags = {
         "git.commit": git_commit(repo),
-        "llm.fingerprint": weights_fingerprint(cfg.model.llm.path),
+        "llm.fingerprint": llm_fp or weights_fingerprint(cfg.model.llm.path),
         "encoder.fingerprint": encoder_fingerprint,
     }
     tags.update(data_hashes(cfg, modality, repo))

@@ -177,7 +177,7 @@ def train(cfg: Any, rank: int, world: int, local_rank: int) -> int:
     )
     from xib.train.ds_config import build_ds_config
     from xib.train.features import FeatureStore, cache_dir
-    from xib.train.tracking import RankZeroLogger, plot_curves, weights_fingerprint
+    from xib.train.tracking import RankZeroLogger, llm_fingerprint, plot_curves
 
     modality, tc = cfg.modality.name, cfg.train
     on_accelerator = torch.cuda.is_available() and tc.backend == "nccl"
@@ -230,7 +230,7 @@ def train(cfg: Any, rank: int, world: int, local_rank: int) -> int:
         "recipe": checkpointing.recipe_hash(cfg),
         # the frozen inputs: a checkpoint trained on another encoder's features or another LLM is stale
         "features": str(stores["train"].index.get("key", "")),
-        "llm": weights_fingerprint(cfg.model.llm.path),
+        "llm": llm_fingerprint(cfg),
     }
     start = 0
     found = checkpointing.find_latest(ckpt_dir, expect)
