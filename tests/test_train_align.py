@@ -64,7 +64,8 @@ def test_zero3_run_exports_projection_and_tracks(xib_root: Path) -> None:
     overrides = make_world(xib_root) + [
         "train.launcher=none",
         "train.zero_stage=3",
-        "train.steps=4",
+        "train.steps=99",
+        "+train.steps_by_modality={image: 4, pc: 7}",  # image's own entry wins over `steps`
         "train.checkpoint_every=2",
         "train.eval_every=2",
         "train.anchor.enabled=true",

@@ -16,6 +16,7 @@ class AnchorConfig:
 @dataclass
 class TrainConfig:
     steps: int = 300
+    steps_by_modality: dict[str, int] = field(default_factory=dict)  # overrides `steps` for those named
     micro_batch_size: int = 16
     grad_accum: int = 1
     lr: float = 1e-4

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from xib.config import for_modality
 from xib.errors import XibError
 
 log = logging.getLogger("xib.train")
@@ -180,6 +181,7 @@ def train(cfg: Any, rank: int, world: int, local_rank: int) -> int:
     from xib.train.tracking import RankZeroLogger, llm_fingerprint, plot_curves
 
     modality, tc = cfg.modality.name, cfg.train
+    steps = int(for_modality(tc, "steps", modality))
     on_accelerator = torch.cuda.is_available() and tc.backend == "nccl"
     device = torch.device(f"cuda:{local_rank}" if on_accelerator else "cpu")
     if on_accelerator:
@@ -212,7 +214,7 @@ def train(cfg: Any, rank: int, world: int, local_rank: int) -> int:
         fused=True,
     )
     scheduler = LambdaLR(
-        optimizer, lambda s: lr_factor(s, int(tc.warmup_steps), int(tc.steps), float(tc.min_lr_ratio))
+        optimizer, lambda s: lr_factor(s, int(tc.warmup_steps), steps, float(tc.min_lr_ratio))
     )
     engine, _, _, _ = deepspeed.initialize(
         model=setup.objective, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config
@@ -252,7 +254,7 @@ def train(cfg: Any, rank: int, world: int, local_rank: int) -> int:
             {
                 "event": "start",
                 "step": start,
-                "steps": int(tc.steps),
+                "steps": steps,
                 "trainable": trainable,
                 "frozen": frozen,
                 "world_size": world,
@@ -289,7 +291,7 @@ def train(cfg: Any, rank: int, world: int, local_rank: int) -> int:
     tokens_window, samples_window, t_window = 0.0, 0, time.perf_counter()
     loss_sum = torch.zeros(3, dtype=torch.float64)  # loss, lm, anchor over the log window
     steps_in_window = 0
-    for step in range(start, int(tc.steps)):
+    for step in range(start, steps):
         torch.manual_seed(step_seed(cfg.seed, step, rank))
         step_stats = torch.zeros(4, dtype=torch.float64)  # loss, lm, anchor, tokens
         lr = float(engine.get_lr()[0])  # the rate this step trains with
@@ -316,7 +318,7 @@ def train(cfg: Any, rank: int, world: int, local_rank: int) -> int:
         tokens_window += float(step_stats[3])
         samples_window += int(tc.micro_batch_size) * int(tc.grad_accum) * world
         done = step + 1
-        if done % int(tc.log_every) == 0 or done == int(tc.steps):
+        if done % int(tc.log_every) == 0 or done == steps:
             elapsed = max(time.perf_counter() - t_window, 1e-9)
             mean = loss_sum / steps_in_window
             metrics = {
@@ -330,12 +332,12 @@ def train(cfg: Any, rank: int, world: int, local_rank: int) -> int:
                 metrics["train/anchor_loss"] = float(mean[2])
             if rank == 0:
                 tracker.metrics(done, metrics)
-                emit({"event": "step", "step": done, "steps": int(tc.steps), "loss": last_loss, **metrics})
+                emit({"event": "step", "step": done, "steps": steps, "loss": last_loss, **metrics})
             loss_sum.zero_()
             steps_in_window, tokens_window, samples_window, t_window = 0, 0.0, 0, time.perf_counter()
-        if int(tc.eval_every) > 0 and (done % int(tc.eval_every) == 0 or done == int(tc.steps)):
+        if int(tc.eval_every) > 0 and (done % int(tc.eval_every) == 0 or done == steps):
             evaluate(done)
-        if done % int(tc.checkpoint_every) == 0 or done == int(tc.steps):
+        if done % int(tc.checkpoint_every) == 0 or done == steps:
             checkpointing.save(
                 engine,
                 ckpt_dir,
@@ -350,15 +352,13 @@ def train(cfg: Any, rank: int, world: int, local_rank: int) -> int:
 
     memory = memory_report(engine, rank, world)
     if rank == 0:
-        tracker.metrics(
-            int(tc.steps), {f"memory/rank{r}_{k}": v for r, m in enumerate(memory) for k, v in m.items()}
-        )
+        tracker.metrics(steps, {f"memory/rank{r}_{k}": v for r, m in enumerate(memory) for k, v in m.items()})
         emit({"event": "memory", "ranks": memory})
 
     # export: the projection alone, consolidated from the ZeRO partitions
     meta = {
         "modality": modality,
-        "steps": int(tc.steps),
+        "steps": steps,
         "final_loss": last_loss,
         "zero_stage": int(tc.zero_stage),
         "world_size": world,
@@ -374,8 +374,8 @@ def train(cfg: Any, rank: int, world: int, local_rank: int) -> int:
             tracker.artifact(curve, "plots")
         for path in exported:
             tracker.artifact(path, "projection")
-        tracker.metrics(int(tc.steps), {"final/loss": last_loss})
-        emit({"event": "done", "step": int(tc.steps), "loss": last_loss, "projection": str(exported[0])})
+        tracker.metrics(steps, {"final/loss": last_loss})
+        emit({"event": "done", "step": steps, "loss": last_loss, "projection": str(exported[0])})
     return 0
 
 
