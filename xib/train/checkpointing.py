@@ -90,7 +90,9 @@ def recipe_hash(cfg: Any) -> str:
 
     from omegaconf import OmegaConf
 
-    train = {k: v for k, v in OmegaConf.to_container(cfg.train, resolve=True).items() if k not in _NOT_RECIPE}
+    train_cfg = OmegaConf.to_container(cfg.train, resolve=True)
+    assert isinstance(train_cfg, dict)
+    train = {k: v for k, v in train_cfg.items() if k not in _NOT_RECIPE}
     recipe = {
         "train": train,
         "projection": OmegaConf.to_container(cfg.model.projection, resolve=True),

@@ -68,7 +68,7 @@ def command_line(cfg: Any, config_path: Path, port: int | None = None) -> list[s
     """The launcher command. Multi-node: see docs/TRAINING.md (torchrun env / deepspeed hostfile)."""
     tc = cfg.train
     worker = ["-m", "xib.train.worker", "--config", str(config_path)]
-    port = str(port or int(tc.master_port) or free_port())
+    master_port = str(port or int(tc.master_port) or free_port())
     if tc.launcher == "torchrun":
         nnodes = os.environ.get("XIB_NNODES", "1")
         cmd = [
@@ -95,7 +95,7 @@ def command_line(cfg: Any, config_path: Path, port: int | None = None) -> list[s
                 os.environ.get("XIB_RDZV_ID", "xib"),
             ]
         else:
-            cmd += ["--master_addr", "127.0.0.1", "--master_port", port]
+            cmd += ["--master_addr", "127.0.0.1", "--master_port", master_port]
         return cmd + worker
     if tc.launcher == "deepspeed":
         runner = shutil.which("deepspeed", path=str(Path(sys.executable).parent)) or shutil.which("deepspeed")
@@ -103,7 +103,7 @@ def command_line(cfg: Any, config_path: Path, port: int | None = None) -> list[s
             raise XibError(
                 "train.launcher=deepspeed: the `deepspeed` launcher is not installed in this environment"
             )
-        cmd = [runner, "--master_port", port]
+        cmd = [runner, "--master_port", master_port]
         if tc.hostfile:
             cmd += ["--hostfile", str(tc.hostfile)]
         else:
