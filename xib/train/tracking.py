@@ -146,15 +146,14 @@ def llm_fingerprint(cfg: Any) -> str:
     return os.environ.get(LLM_FINGERPRINT_ENV) or weights_fingerprint(cfg.model.llm.path)
 
 
-def provenance_tags(
-    cfg: Any, modality: str, encoder_fingerprint: str = "", llm_fp: str = ""
-) -> dict[str, str]:
+def provenance_tags(cfg: Any, modality: str, encoder_fingerprint: str, llm_fp: str) -> dict[str, str]:
+    """The run's tags; `llm_fp` is the fingerprint the launcher already hashed for its workers."""
     from xib.models.checkpoint import REPO_ROOT, git_commit
 
     repo = REPO_ROOT
     tags = {
         "git.commit": git_commit(repo),
-        "llm.fingerprint": llm_fp or weights_fingerprint(cfg.model.llm.path),
+        "llm.fingerprint": llm_fp,
         "encoder.fingerprint": encoder_fingerprint,
     }
     tags.update(data_hashes(cfg, modality, repo))
