@@ -10,14 +10,12 @@ import os
 import sys
 import tempfile
 import time
-from types import SimpleNamespace
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def main() -> None:
     import numpy as np
-    from omegaconf import OmegaConf
 
     from xib.config import load_config
     from xib.data import media
@@ -26,7 +24,7 @@ def main() -> None:
     from xib.data.world import KINDS
 
     items = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
-    world = SimpleNamespace(**OmegaConf.to_container(load_config([]).data.world, resolve=True))
+    world = load_config([]).data.world
     print("| modality | render ms/item | encode ms/item | bytes/item | items/s on one core |")
     print("|---|---|---|---|---|")
     for modality in MODALITIES:

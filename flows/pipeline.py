@@ -19,5 +19,13 @@ def pipeline_flow(overrides: list[str] | None = None, force: bool = False) -> di
     return gate_flow(overrides)
 
 
-if __name__ == "__main__":
-    pipeline_flow()
+if __name__ == "__main__":  # `xib demo` runs `python -m flows.pipeline [overrides]`
+    import sys
+
+    from xib.errors import XibError
+
+    try:
+        pipeline_flow(sys.argv[1:])
+    except XibError as err:
+        print(f"xib demo: {err}", file=sys.stderr)
+        raise SystemExit(1) from None

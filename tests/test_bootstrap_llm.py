@@ -130,7 +130,8 @@ def test_bootstrap_rebuilds_then_reuses_matching_weights(xib_root: Path, tmp_pat
 
 def test_shipped_llm_is_current_loads_and_reaches_its_reported_ceiling(xib_root: Path) -> None:
     import torch
-    from omegaconf import OmegaConf
+
+    from xib.config import to_dict
 
     torch.set_num_threads(1)
     cfg = load_config([f"model.llm.path={SHIPPED}"])
@@ -141,7 +142,7 @@ def test_shipped_llm_is_current_loads_and_reaches_its_reported_ceiling(xib_root:
         True,
         "corpus hash and config match",
     )
-    corpus_cfg = OmegaConf.to_container(cfg.data.corpus)
+    corpus_cfg = to_dict(cfg.data.corpus)
     assert all(corpus_cfg[k] == v for k, v in provenance["corpus_config"].items())
     assert reported["meets_target"] and min(reported["min"].values()) >= cfg.bootstrap.llm.ceiling.target
 

@@ -1,18 +1,21 @@
+"""The one way to load a config: Hydra composes, the code gets a validated `XibConfig` dataclass."""
+
+import dataclasses
+
 import pytest
-from hydra.errors import ConfigCompositionException
-from omegaconf.errors import ValidationError
+import yaml
 
 from xib.cli import main
-from xib.config import load_config, to_flat_dict
+from xib.config import ConfigError, XibConfig, load_config, to_dict, to_flat_dict
 
 
-def test_default_config_composes_and_resolves(xib_root):
+def test_default_config_composes_to_the_typed_dataclass(xib_root):
     cfg = load_config()
+    assert isinstance(cfg, XibConfig) and dataclasses.is_dataclass(cfg.train)
     assert cfg.modality.name == "image"
-    assert cfg.paths.data == f"{xib_root}/data"
+    assert cfg.paths.data == f"{xib_root}/data"  # interpolations resolved
     assert cfg.model.llm.path == f"{xib_root}/artifacts/bootstrap/llm"
-    flat = to_flat_dict(cfg)
-    assert flat["train.zero_stage"] == 2
+    assert to_flat_dict(cfg)["train.zero_stage"] == 2
 
 
 def test_overrides_select_groups_and_values(xib_root):
@@ -22,26 +25,88 @@ def test_overrides_select_groups_and_values(xib_root):
     assert cfg.model.projection.num_query_tokens == 32
 
 
-def test_typed_schema_rejects_bad_types_and_unknown_keys(xib_root):
-    with pytest.raises(ValidationError):
-        load_config(["train.steps=many"])
-    with pytest.raises(ConfigCompositionException):
-        load_config(["train.nope=1"])
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["train.steps=many"], "train.steps"),
+        (["train.step=5"], "did you mean 'train.steps'?"),
+        (["trian.steps=5"], "did you mean 'train.steps'?"),
+        (["model=vicuna8b"], "unknown model option 'vicuna8b'; choices: demo, vicuna13b, vicuna7b"),
+        (["train.steps=-5"], "train.steps=-5: must be >= 1"),
+        (["modality.name=smell"], "modality.name='smell': must be one of image, pc, audio, video"),
+        (["train.steps_by_modality.image=-1"], "train.steps_by_modality.image=-1: must be >= 1"),
+        (["+train.steps_by_modality.smell=5"], "names no modality"),
+        (["train.steps_by_modality.pc=5"], "to add it, use +train.steps_by_modality.pc=5"),
+        (["eval.modalities=[image,smell]"], "eval.modalities"),
+        (["modality=pc", "modality.init_from=pc"], "must name another modality"),
+        (["train"], "is not an override"),
+    ],
+)
+def test_bad_config_is_one_config_error_line(xib_root, overrides, message):
+    with pytest.raises(ConfigError) as caught:
+        load_config(overrides)
+    text = str(caught.value)
+    assert message in text and "\n" not in text
 
 
-def test_cli_prints_config(capsys, xib_root):
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["config", "train.step=5"], "did you mean 'train.steps'?"),
+        (["config", "model=vicuna8b"], "choices: demo, vicuna13b, vicuna7b"),
+        (["align", "train.steps=-1"], "train.steps=-1: must be >= 1"),
+        (["features", "modality=smell"], "unknown modality option 'smell'; choices: audio, image, pc, video"),
+        (["no-such-command"], "unknown command"),
+        (["confg"], "did you mean 'config'?"),
+    ],
+)
+def test_cli_config_errors_are_one_line_and_exit_2(capsys, xib_root, argv, expected):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert expected in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("name", ["config", "align", "dashboard", "ask", "world", "params"])
+def test_help_on_any_command(capsys, name):
+    assert main([name, "--help"]) == 0
+    assert f"usage: xib {name}" in capsys.readouterr().out
+
+
+def test_cli_prints_the_config_every_command_gets(capsys, xib_root):
     assert main(["config", "train.steps=7"]) == 0
-    assert "steps: 7" in capsys.readouterr().out
-    assert main(["no-such-command"]) == 2
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed == to_dict(load_config(["train.steps=7"]))
+    assert printed["train"]["steps"] == 7
 
 
-def test_params_file_mode_takes_group_choices_and_values(xib_root, monkeypatch):
-    from xib.pipeline import compose_params
+def test_a_composed_file_is_the_primary_config_and_takes_value_overrides(xib_root, tmp_path):
+    from xib.pipeline.params import compose_params
 
-    params = xib_root / "params.yaml"
-    params.write_text(compose_params())
-    monkeypatch.setenv("XIB_PARAMS_FILE", str(params))
-    cfg = load_config(["modality=video", "train.steps=9"])
+    params = tmp_path / "params.yaml"
+    params.write_text(compose_params(["train.steps=9"]))
+    cfg = load_config(["modality.name=video", "modality.init_from=image"], config_file=params)
     assert cfg.modality.name == "video" and cfg.modality.init_from == "image"
     assert cfg.train.steps == 9
-    assert load_config(["modality=pc", "modality.init_from=image"]).modality.init_from == "image"
+    assert cfg == load_config(["train.steps=9", "modality=video"])
+    with pytest.raises(ConfigError):
+        load_config(["train.nope=1"], config_file=params)
+
+
+def test_params_flag_composes_the_file_for_that_command_only(capsys, xib_root, tmp_path):
+    from xib.pipeline.params import compose_params
+
+    params = tmp_path / "params.yaml"
+    params.write_text(compose_params(["train.steps=11"]))
+    assert main(["--params", str(params), "config", "seed=4"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["train"]["steps"] == 11 and printed["seed"] == 4
+    assert load_config().train.steps != 11  # nothing left switched on for the process
+
+
+def test_the_saved_config_loads_back_equal(xib_root, tmp_path):
+    from xib.config import to_yaml
+
+    cfg = load_config(["modality=audio", "train.steps=3"])
+    saved = tmp_path / "run_config.yaml"
+    saved.write_text(to_yaml(cfg))
+    assert load_config(config_file=saved) == cfg

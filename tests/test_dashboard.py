@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 from conftest import free_port, wait_http
-from omegaconf import open_dict
 
 from xib.config import load_config
 
@@ -151,8 +150,7 @@ def _run_names(flows: subprocess.Popen, api: str) -> dict[str, str]:
 @pytest.fixture
 def dashboard_cfg(xib_root, prefect_server):
     cfg = load_config([f"infra.prefect_api_url={prefect_server['PREFECT_API_URL']}"])
-    with open_dict(cfg):
-        cfg.gate.floors["discrn/image_pc"] = FLOOR
+    cfg.gate.floors["discrn/image_pc"] = FLOOR
     return cfg
 
 

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from xib.pipeline import PARAMS_FILE, compose_params
+from xib.pipeline.params import PARAMS_FILE, compose_params
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -49,7 +49,6 @@ def _differences(a: object, b: object, path: str = "") -> list[str]:
 
 def test_params_yaml_is_conf_composed(monkeypatch):
     monkeypatch.delenv("XIB_ROOT", raising=False)
-    monkeypatch.delenv("XIB_PARAMS_FILE", raising=False)
     assert PARAMS_FILE.is_file(), "params.yaml is missing: run `xib params`"
     drift = _differences(_resolved(PARAMS_FILE.read_text()), _resolved(compose_params()))
     assert not drift, "params.yaml has drifted from conf/ (run `xib params`): " + "; ".join(drift[:10])
@@ -62,7 +61,6 @@ def test_dvc_hydra_composition_is_what_xib_params_writes(tmp_path, monkeypatch):
     from dvc.utils.hydra import compose_and_dump
 
     monkeypatch.delenv("XIB_ROOT", raising=False)
-    monkeypatch.delenv("XIB_PARAMS_FILE", raising=False)
     hydra = Config(dvc_dir=str(REPO / ".dvc"))["hydra"]
     assert hydra["enabled"] is True
     out = tmp_path / "params.yaml"
@@ -96,7 +94,7 @@ def test_dvc_repro_skips_unchanged_stages_and_exp_run_reruns_only_discrn(tmp_pat
     repo = tmp_path / "repo"
     repo.mkdir()
     _copy_worktree(repo)
-    env = {k: v for k, v in os.environ.items() if k not in {"XIB_ROOT", "XIB_PARAMS_FILE", "PREFECT_API_URL"}}
+    env = {k: v for k, v in os.environ.items() if k not in {"XIB_ROOT", "PREFECT_API_URL"}}
     # dvc runs stage commands through a shell with the caller's PATH; the copy's code, not the checkout's
     env.update(PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}", PYTHONPATH=str(repo), DVC_NO_ANALYTICS="1")
     dvc = [str(BIN / "dvc")]

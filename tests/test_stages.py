@@ -16,7 +16,7 @@ def test_dvc_yaml_declares_every_stage_of_the_data_path():
     for name in ("world", "validate", "instruct", "discrn", "bootstrap", "evaluate", "gate", "align-video"):
         assert name in stages
     for modality in ("image", "pc", "audio", "video"):
-        assert stages[f"features@{modality}"].args == (f"modality={modality}",)
+        assert stages[f"features@{modality}"].args == (f"modality.name={modality}",)
     assert stages["align@pc"].outs == ("artifacts/align/pc",)
     assert "artifacts/align/image" in stages["align-video"].deps
     assert "artifacts/eval/metrics.json" in stages["evaluate"].outs

@@ -22,12 +22,9 @@ def _base_train_cfg():
 
 
 def _train_cfg(**overrides):
-    from omegaconf import OmegaConf
+    from dataclasses import replace
 
-    cfg = _base_train_cfg().copy()
-    for key, value in overrides.items():
-        OmegaConf.update(cfg, key, value)
-    return cfg
+    return replace(_base_train_cfg(), **overrides)
 
 
 @pytest.mark.parametrize("stage", [0, 1, 2, 3])
@@ -173,8 +170,6 @@ def test_recipe_hash_changes_with_what_is_learned_not_with_how_often_it_saves(xi
 
 
 def test_the_launcher_hashes_the_llm_once_and_hands_it_to_the_workers(tmp_path: Path, monkeypatch) -> None:
-    from omegaconf import OmegaConf
-
     from xib.config import load_config
     from xib.train import tracking
     from xib.train.launch import worker_env
@@ -184,7 +179,7 @@ def test_the_launcher_hashes_the_llm_once_and_hands_it_to_the_workers(tmp_path: 
     (llm / "config.json").write_text("{}")
     (llm / "model.safetensors").write_bytes(b"weights")
     cfg = load_config()
-    OmegaConf.update(cfg, "model.llm.path", str(llm))
+    cfg.model.llm.path = str(llm)
     hashed = tracking.weights_fingerprint(llm)
     monkeypatch.delenv(tracking.LLM_FINGERPRINT_ENV, raising=False)
     assert tracking.llm_fingerprint(cfg) == hashed  # a worker started by hand hashes for itself

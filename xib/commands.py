@@ -8,9 +8,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 
-from omegaconf import OmegaConf
-
-from xib.config import load_config
+from xib.config import load_config, to_yaml
 
 Command = Callable[[list[str]], int | None]
 COMMANDS: dict[str, Command] = {}
@@ -26,8 +24,8 @@ def command(name: str) -> Callable[[Command], Command]:
 
 @command("config")
 def show_config(overrides: list[str]) -> int:
-    """Print the composed, resolved config."""
-    print(OmegaConf.to_yaml(load_config(overrides), resolve=True))
+    """Print the composed, resolved, validated config (the values every command gets)."""
+    print(to_yaml(load_config(overrides)), end="")
     return 0
 
 
@@ -37,8 +35,7 @@ ROOMS = (
     "xib.train.commands",
     "xib.eval.commands",
     "xib.registry.commands",
-    "xib.pipeline",
-    "xib.ops",
+    "xib.pipeline.commands",
 )
 
 

@@ -1,26 +1,43 @@
-"""The root typed config. Hydra composes conf/; this schema checks every key and type.
+"""The root typed config: Hydra composes conf/, then the code gets an `XibConfig` dataclass object.
+
+`load_config` is the one way to load a config: Hydra composes a primary config (conf/config.yaml, or a
+file that is already composed: params.yaml under `dvc repro`, a training run's run_config.yaml) with
+the overrides, OmegaConf checks every key and type against `XibConfig`, `OmegaConf.to_object` turns it
+into dataclasses (interpolations resolved), and `xib.config_rules.check` validates ranges, choices and
+cross-field rules once. Anything wrong is a `ConfigError`: one line, exit status 2.
 
 Each room owns its section's dataclass (xib/<room>/config.py); this module only composes them.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import os
 import threading
+import typing
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
-
 from xib.data.config import DataConfig
+from xib.errors import XibError
 from xib.eval.config import EvalConfig
+from xib.modalities import MODALITIES
 from xib.models.bootstrap_config import BootstrapConfig
 from xib.models.config import ModelConfig
 from xib.registry.config import GateConfig
 from xib.train.config import TrainConfig
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+__all__ = ["MODALITIES", "CONF_DIR", "ConfigError", "XibConfig", "load_config", "to_dict", "to_yaml"]
+
+
+class ConfigError(XibError):
+    """A config or command line the user can fix (unknown key, bad value): one line, exit status 2."""
 
 
 @dataclass
@@ -74,8 +91,20 @@ class XibConfig:
     infra: InfraConfig = field(default_factory=InfraConfig)
 
 
-MODALITIES = ("image", "pc", "audio", "video")
 _COMPOSE_LOCK = threading.Lock()  # Hydra's global state is not thread-safe (flows run stages in threads)
+# `xib --params params.yaml <command>` composes that file for the one command it runs (a context
+# variable, not the environment: child processes and other threads compose conf/ as usual).
+_CONFIG_FILE: ContextVar[Path | None] = ContextVar("xib_config_file", default=None)
+
+
+@contextmanager
+def composed_from(config_file: str | Path) -> Iterator[None]:
+    """Within the block, `load_config` composes `config_file` (params.yaml) instead of conf/."""
+    token = _CONFIG_FILE.set(Path(config_file))
+    try:
+        yield
+    finally:
+        _CONFIG_FILE.reset(token)
 
 
 def for_modality(node: Any, name: str, modality: str) -> Any:
@@ -84,38 +113,154 @@ def for_modality(node: Any, name: str, modality: str) -> Any:
     return table[modality] if modality in table else getattr(node, name)
 
 
-def load_config(overrides: list[str] | None = None, config_name: str = "config") -> DictConfig:
-    """Compose conf/ with Hydra, apply overrides (`data.world.items_per_modality=200`), check types.
+def conf_dir() -> Path:
+    """The Hydra tree: conf/ of this checkout, or `XIB_CONF_DIR` (a project's own tree)."""
+    return Path(os.environ.get("XIB_CONF_DIR", CONF_DIR))
 
-    Under `dvc repro` the stages read the composed config DVC tracks instead: `XIB_PARAMS_FILE`
-    (set by `xib --params params.yaml ...`) names it, and overrides still apply on top.
+
+def compose(overrides: list[str] | None = None, config_file: str | Path | None = None) -> Any:
+    """Hydra's composition (a DictConfig, interpolations unresolved, no schema defaults).
+
+    The primary config is conf/config.yaml, or `config_file`: a config composed before (params.yaml,
+    run_config.yaml), on which overrides of values still apply (group choices need conf/).
     """
-    schema = OmegaConf.structured(XibConfig)
-    params_file = os.environ.get("XIB_PARAMS_FILE")
-    if params_file:
-        composed = OmegaConf.load(params_file)
-        conf_dir = Path(os.environ.get("XIB_CONF_DIR", CONF_DIR))
-        for override in overrides or []:
-            key, _, value = override.partition("=")
-            group = conf_dir / key
-            if (
-                "." not in key and group.is_dir()
-            ):  # a config group choice (`modality=audio`), as Hydra reads it
-                composed = OmegaConf.merge(composed, {key: OmegaConf.load(group / f"{value}.yaml")})
-            else:
-                composed = OmegaConf.merge(composed, OmegaConf.from_dotlist([override]))
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    overrides = list(overrides or [])
+    config_file = config_file if config_file is not None else _CONFIG_FILE.get()
+    if config_file is None:
+        directory, name = conf_dir(), "config"
     else:
-        from hydra import compose, initialize_config_dir
+        path = Path(config_file).resolve()
+        if not path.is_file() or path.suffix != ".yaml":
+            raise ConfigError(f"{config_file}: no such config file (a composed .yaml, e.g. params.yaml)")
+        directory, name = path.parent, path.stem
+    check_overrides(overrides, directory)
+    try:
+        with _COMPOSE_LOCK, initialize_config_dir(config_dir=str(directory), version_base="1.3"):
+            return hydra_compose(config_name=name, overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as err:
+        raise ConfigError(one_line(err)) from None
 
-        conf_dir = Path(os.environ.get("XIB_CONF_DIR", CONF_DIR))
-        with _COMPOSE_LOCK, initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
-            composed = compose(config_name=config_name, overrides=list(overrides or []))
-    cfg = OmegaConf.merge(schema, composed)
-    OmegaConf.set_struct(cfg, True)
-    return cfg  # type: ignore[return-value]
+
+def load_config(overrides: list[str] | None = None, config_file: str | Path | None = None) -> XibConfig:
+    """Compose (see `compose`), check against the schema, and return the validated `XibConfig`."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from xib.config_rules import check
+
+    composed = compose(overrides, config_file)
+    try:
+        cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(XibConfig), composed))
+    except OmegaConfBaseException as err:
+        raise ConfigError(one_line(err)) from None
+    if not isinstance(cfg, XibConfig):
+        raise TypeError(f"OmegaConf.to_object gave {type(cfg).__name__}, not XibConfig")
+    check(cfg)
+    return cfg
 
 
-def to_flat_dict(cfg: DictConfig) -> dict[str, Any]:
+def one_line(err: Exception) -> str:
+    """Hydra's and OmegaConf's multi-line messages as one line that names the key."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    full_key = getattr(err, "full_key", None)
+    head = lines[0] if lines else type(err).__name__
+    if full_key and full_key not in head:
+        head = f"{full_key}: {head}"
+    append = next((line for line in lines if line.startswith("To append to your config use")), None)
+    if append:  # a key the composed config lacks (a new entry in a table): Hydra's own fix
+        head += " It is not in the config; to add it, use" + append.removeprefix(
+            "To append to your config use"
+        )
+    return head
+
+
+def check_overrides(overrides: list[str], directory: Path) -> None:
+    """Fail early, in one line, on an unknown group option or key (with the closest match)."""
+    for override in overrides:
+        key, eq, value = override.partition("=")
+        if not eq:
+            if override.startswith("~"):
+                continue
+            raise ConfigError(f"{override!r} is not an override; write key=value (e.g. train.steps=10)")
+        if key.startswith(("+", "~", "hydra.")):
+            continue  # Hydra's own syntax: appending or deleting is the user's explicit choice
+        group = conf_dir() / key
+        if "." not in key and "/" not in key and group.is_dir():
+            if directory != conf_dir():
+                raise ConfigError(
+                    f"{override!r}: a composed config file takes values ({key}.name=...), not a group choice"
+                )
+            choices = sorted(p.stem for p in group.glob("*.yaml"))
+            if value not in choices:
+                raise ConfigError(f"unknown {key} option {value!r}; choices: {', '.join(choices)}")
+            continue
+        problem = unknown_key(key)
+        if problem:
+            raise ConfigError(problem)
+
+
+def unknown_key(key: str) -> str | None:
+    """Why `key` (a.b.c) names no field of `XibConfig`, or None when it does (or lies in a free table)."""
+    node: Any = XibConfig
+    parts = key.split(".")
+    for i, part in enumerate(parts):
+        if not dataclasses.is_dataclass(node):
+            return None  # inside a table (dict) or a value: its keys are free
+        hints = typing.get_type_hints(node)
+        if part not in hints:
+            where = ".".join(parts[:i])
+            close = difflib.get_close_matches(part, list(hints), n=1)
+            message = f"unknown config key {key!r}" + (f" ({where} has no {part!r})" if where else "")
+            if close:
+                message += f"; did you mean {'.'.join([*parts[:i], close[0], *parts[i + 1 :]])!r}?"
+            return message
+        node = hints[part]
+        if typing.get_origin(node) is dict:
+            return None
+    return None
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """A config (dataclass object, or any of its sections) as plain dicts and lists, for saving."""
+    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
+        return dataclasses.asdict(cfg)
+    if isinstance(cfg, dict):
+        return {str(k): to_plain(v) for k, v in cfg.items()}
+    raise TypeError(f"not a config section: {type(cfg).__name__}")
+
+
+def to_plain(value: Any) -> Any:
+    """A config value as plain Python: dataclasses and mappings as dicts, sequences as lists."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, dict):
+        return {str(k): to_plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_plain(v) for v in value]
+    return value
+
+
+def to_yaml(cfg: Any) -> str:
+    """The config (or a section) as YAML text: `xib config`, run_config.yaml, a registered model's config."""
+    import yaml
+
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True)
+
+
+def select(cfg: Any, key: str) -> Any:
+    """The value at a dotted key (`data.world`, `seed`), through dataclass fields and tables."""
+    node = cfg
+    for part in key.split("."):
+        node = node[part] if isinstance(node, dict) else getattr(node, part)
+    return node
+
+
+def to_flat_dict(cfg: XibConfig) -> dict[str, Any]:
     """The resolved config as {"a.b.c": value}, for MLflow params and DVC params."""
     flat: dict[str, Any] = {}
 
@@ -126,5 +271,5 @@ def to_flat_dict(cfg: DictConfig) -> dict[str, Any]:
         else:
             flat[prefix] = node
 
-    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    walk(to_dict(cfg), "")
     return flat

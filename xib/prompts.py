@@ -50,7 +50,7 @@ Cues = Mapping[str, "str | None"]
 def prompt_cues(prompt_cfg: Any) -> dict[str, str | None]:
     """Each modality's cue as prompts over its soft tokens use it: None where it is switched off,
     for every modality (`model.prompt.use_cues: false`) or for one (`use_cues_by_modality`)."""
-    table = prompt_cfg.get("use_cues_by_modality") or {}
+    table = prompt_cfg.use_cues_by_modality or {}
     return {
         modality: str(cue) if prompt_cfg.use_cues and table.get(modality, True) else None
         for modality, cue in prompt_cfg.cues.items()

@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from omegaconf import DictConfig, OmegaConf
 
-from xib.config import CONF_DIR
+from xib.config import CONF_DIR, XibConfig, select, to_plain
 
 REPO = CONF_DIR.parent
 DVC_FILE = REPO / "dvc.yaml"
@@ -95,7 +94,7 @@ def _resolve(path: str, root: Path) -> Path:
     return under_root if under_root.exists() or path.split("/")[0] in {"data", "artifacts"} else REPO / path
 
 
-def stage_key(stage: Stage, cfg: DictConfig, root: Path) -> str:
+def stage_key(stage: Stage, cfg: XibConfig, root: Path) -> str:
     """A hash of the stage's command, dependency contents and parameter values."""
     digest = hashlib.sha256()
     digest.update(json.dumps([stage.command, stage.args]).encode())
@@ -103,9 +102,7 @@ def stage_key(stage: Stage, cfg: DictConfig, root: Path) -> str:
         digest.update(dep.encode())
         _hash_path(digest, _resolve(dep, root))
     for key in stage.params:
-        value = OmegaConf.select(cfg, key)
-        if isinstance(value, DictConfig):
-            value = OmegaConf.to_container(value, resolve=True)
+        value = to_plain(select(cfg, key))
         digest.update(json.dumps([key, value], sort_keys=True, default=str).encode())
     return digest.hexdigest()
 

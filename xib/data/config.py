@@ -2,6 +2,12 @@
 
 from dataclasses import dataclass, field
 
+SPLITS = ("train", "val", "test")
+TASKS = ("caption", "qa", "classify")  # instruction tasks
+GENERATORS = ("templates", "llm")  # instruction QA generators
+PAIRS = {"image_pc": ("image", "pc"), "audio_video": ("audio", "video")}  # DisCRn pairs
+INGEST_FORMATS = {"coco": "image", "audiocaps": "audio", "cap3d": "pc", "msrvtt": "video"}
+
 
 @dataclass
 class WorldConfig:

@@ -129,8 +129,9 @@ def generate_world(cfg: Any, progress: bool = True, corpus: bool = True) -> dict
 
     `corpus=True` also writes the world's text corpus (`xib.data.corpus`) into the same folder.
     """
-    from omegaconf import OmegaConf
     from tqdm import tqdm
+
+    from xib.config import to_dict
 
     from xib.io import atomic_path
 
@@ -143,8 +144,7 @@ def generate_world(cfg: Any, progress: bool = True, corpus: bool = True) -> dict
         items = plan_items(entities, modality, int(world.items_per_modality), seed)
         plan[modality] = {split: [it for it in items if it.split == split] for split in splits}
 
-    world_dict = OmegaConf.to_container(world, resolve=True)
-    assert isinstance(world_dict, dict)
+    world_dict = to_dict(world)
     tasks = [(world_dict, seed, chunk) for chunk in _chunks(plan, max(1, int(world.chunk_items)))]
     total = sum(len(chunk) for _, _, chunk in tasks)
     workers = max(1, int(world.workers))

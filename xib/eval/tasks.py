@@ -151,14 +151,14 @@ def load_model_from_dirs(
 
     from xib.models.checkpoint import compose_model
 
-    threads = int(cfg.eval.threads) if "eval" in cfg else 0
+    threads = cfg.eval.threads
     if threads > 0:
         torch.set_num_threads(threads)
     model = compose_model(
         cfg.model, {m: Path(d) for m, d in checkpoint_dirs.items()}, with_encoders=with_encoders
     )
     model.eval()
-    return Runner(model, cfg, batch_size=int(cfg.eval.batch_size) if "eval" in cfg else 1, progress=False)
+    return Runner(model, cfg, batch_size=cfg.eval.batch_size, progress=False)
 
 
 # --- instruction data ------------------------------------------------------------------------------

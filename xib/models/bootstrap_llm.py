@@ -20,8 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
-
+from xib.config import to_dict
 from xib.data.corpus import (
     Comparison,
     comparable_kind_pairs,
@@ -387,8 +386,7 @@ def evaluate_ceiling(model: Any, tokenizer: Any, cfg: Any) -> dict[str, Any]:
 
 def _match_config(cfg: Any) -> dict[str, Any]:
     """What the weights depend on beyond the corpus (the corpus hash covers its own config)."""
-    llm = OmegaConf.to_container(cfg.bootstrap.llm, resolve=True)
-    assert isinstance(llm, dict)
+    llm = to_dict(cfg.bootstrap.llm)
     pretrain = {k: v for k, v in llm["pretrain"].items() if k not in _NOT_IN_MATCH}
     return {"arch": llm["arch"], "pretrain": pretrain}
 
@@ -447,8 +445,8 @@ def train_llm(cfg: Any, corpus: Path, corpus_sha: str, target: Path) -> dict[str
         "corpus": str(corpus),
         "corpus_sha256": corpus_sha,
         "corpus_lines": len(lines),
-        "corpus_config": OmegaConf.to_container(cfg.data.corpus, resolve=True),
-        "prompt": OmegaConf.to_container(cfg.model.prompt, resolve=True),
+        "corpus_config": to_dict(cfg.data.corpus),
+        "prompt": to_dict(cfg.model.prompt),
         "config": _match_config(cfg),
         "parameters": count_parameters(model),
         "vocab_size": len(tokenizer),

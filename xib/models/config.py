@@ -2,6 +2,10 @@
 
 from dataclasses import dataclass, field
 
+LLM_DTYPES = ("float32", "bfloat16", "float16")
+PROJECTION_KINDS = ("qformer", "linear")
+ENCODER_FAMILIES = ("clip_vision", "blip2_vision", "ast", "pointbert")
+
 
 @dataclass
 class LLMConfig:

@@ -8,6 +8,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from xib.models.config import ModelConfig
+
 SPECIALS = ("<pad>", "<unk>", "<s>", "</s>")
 
 DEFAULT_WORDS = (
@@ -77,17 +79,16 @@ def save_tiny_llm(
     return directory
 
 
-def demo_model_cfg(llm_dir: str | Path, **projection_overrides: Any) -> Any:
-    """`conf/model/demo.yaml` checked against `ModelConfig`, its LLM path pointing at `llm_dir`."""
-    from omegaconf import OmegaConf
+def demo_model_cfg(llm_dir: str | Path, **projection_overrides: Any) -> ModelConfig:
+    """The composed demo config's `model` section, its LLM path pointing at `llm_dir`."""
+    from xib.config import load_config
 
-    from xib.models.config import ModelConfig
-
-    conf = Path(__file__).resolve().parents[2] / "conf" / "model" / "demo.yaml"
-    cfg = OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.load(conf))
+    cfg = load_config(["model=demo"]).model
     cfg.llm.path = str(llm_dir)
     for key, value in projection_overrides.items():
-        cfg.projection[key] = value
+        if not hasattr(cfg.projection, key):
+            raise TypeError(f"ProjectionConfig has no field {key!r}")
+        setattr(cfg.projection, key, value)
     return cfg
 
 

@@ -88,16 +88,14 @@ def recipe_hash(cfg: Any) -> str:
     modality and its instruction data. A checkpoint of another recipe is never resumed."""
     import hashlib
 
-    from omegaconf import OmegaConf
+    from xib.config import to_dict
 
-    train_cfg = OmegaConf.to_container(cfg.train, resolve=True)
-    assert isinstance(train_cfg, dict)
-    train = {k: v for k, v in train_cfg.items() if k not in _NOT_RECIPE}
+    train = {k: v for k, v in to_dict(cfg.train).items() if k not in _NOT_RECIPE}
     recipe = {
         "train": train,
-        "projection": OmegaConf.to_container(cfg.model.projection, resolve=True),
-        "prompt": OmegaConf.to_container(cfg.model.prompt, resolve=True),
-        "modality": OmegaConf.to_container(cfg.modality, resolve=True),
+        "projection": to_dict(cfg.model.projection),
+        "prompt": to_dict(cfg.model.prompt),
+        "modality": to_dict(cfg.modality),
     }
     digest = hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode())
     instructions = Path(cfg.paths.data) / "instruct" / str(cfg.modality.name) / "train.jsonl"

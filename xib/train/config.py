@@ -2,6 +2,12 @@
 
 from dataclasses import dataclass, field
 
+ZERO_STAGES = (0, 1, 2, 3)
+DTYPES = ("fp32", "bf16")  # training precision
+MIXES = ("sqrt", "proportional", "uniform")  # how task datasets are mixed
+LAUNCHERS = ("torchrun", "deepspeed", "none")
+FEATURE_DTYPES = ("float32", "float16", "bfloat16")  # storage dtype of cached features
+
 
 @dataclass
 class AnchorConfig:

@@ -29,16 +29,15 @@ def free_port() -> int:
 
 
 def write_run_config(cfg: Any, modality: str) -> Path:
-    from omegaconf import OmegaConf
+    from dataclasses import replace
 
+    from xib.config import to_yaml
     from xib.io import atomic_path
 
-    cfg = cfg.copy()
-    OmegaConf.set_struct(cfg, False)
-    cfg.modality.name = modality
+    cfg = replace(cfg, modality=replace(cfg.modality, name=modality))
     path = Path(cfg.paths.artifacts) / "align" / modality / "run_config.yaml"
     with atomic_path(path) as tmp:
-        tmp.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        tmp.write_text(to_yaml(cfg))
     return path
 
 

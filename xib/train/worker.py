@@ -38,18 +38,10 @@ def parse_args(argv: list[str]) -> tuple[str, list[str]]:
 
 
 def load_worker_config(config_path: str, overrides: list[str]) -> Any:
-    """The parent's resolved config file (checked against the schema) plus overrides, or Hydra's."""
-    from omegaconf import OmegaConf
+    """The parent's resolved config file plus overrides (or conf/ when none is given), validated."""
+    from xib.config import load_config
 
-    from xib.config import XibConfig, load_config
-
-    if not config_path:
-        return load_config(overrides)
-    cfg = OmegaConf.merge(OmegaConf.structured(XibConfig), OmegaConf.load(config_path))
-    if overrides:
-        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(overrides))
-    OmegaConf.set_struct(cfg, True)
-    return cfg
+    return load_config(overrides, config_file=config_path or None)
 
 
 def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
