@@ -131,8 +131,8 @@ def test_compose_with_encoders_checks_the_fingerprint(tmp_path, llm_dir):
     from xib.models.encoders import build_encoder
 
     cfg = demo_model_cfg(llm_dir, dropout=0.0)
-    cfg.encoders.image.path = str(tmp_path / "no-such-encoder")  # built from `arch`, deterministically
-    encoder = build_encoder("image", cfg.encoders.image)
+    cfg.encoders["image"].path = str(tmp_path / "no-such-encoder")  # built from `arch`, deterministically
+    encoder = build_encoder("image", cfg.encoders["image"])
     projection, _ = new_projection(cfg, "image", 64, 32, qformer_vocab_size=83)
     save_projection(tmp_path / "good", "image", projection, {"encoder_fingerprint": encoder.fingerprint()})
     save_projection(tmp_path / "bad", "image", projection, {"encoder_fingerprint": "another-encoder"})

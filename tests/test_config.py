@@ -110,3 +110,48 @@ def test_the_saved_config_loads_back_equal(xib_root, tmp_path):
     saved = tmp_path / "run_config.yaml"
     saved.write_text(to_yaml(cfg))
     assert load_config(config_file=saved) == cfg
+
+
+def _leaves(node, prefix=""):
+    """{dotted key: value} of a plain config; an empty table is a leaf ({} by default, the YAML fills it)."""
+    if isinstance(node, dict) and node:
+        out = {}
+        for key, value in node.items():
+            out.update(_leaves(value, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: node}
+
+
+def test_dataclass_defaults_are_the_embedded_default(monkeypatch):
+    """One value per number: a field's default is what the default composition gives it, so the
+    dataclass and conf/ never disagree; tables (encoders, per-modality overrides) live in conf/ only."""
+    from omegaconf import OmegaConf
+
+    monkeypatch.delenv("XIB_ROOT", raising=False)
+    defaults = _leaves(OmegaConf.to_container(OmegaConf.structured(XibConfig), resolve=True))
+    composed = _leaves(to_dict(load_config()))
+    disagree = {k: (v, composed.get(k)) for k, v in defaults.items() if v != {} and composed.get(k) != v}
+    assert not disagree, f"dataclass default != conf/ (default, conf): {disagree}"
+
+
+def test_variants_state_only_what_differs():
+    vicuna7b, vicuna13b = (
+        _leaves(to_dict(load_config([f"model={m}"]).model)) for m in ("vicuna7b", "vicuna13b")
+    )
+    differ = sorted(k for k in vicuna7b if vicuna7b[k] != vicuna13b[k])
+    assert differ == ["llm.path", "name", "projection.init_from", "projection.qformer_tokenizer"]
+    demo, paper = (load_config([f"train={t}"]).train for t in ("demo", "paper"))
+    assert (demo.betas, demo.zero_stage, demo.mix) == (paper.betas, paper.zero_stage, paper.mix)
+    assert paper.steps_by_modality == {} and demo.steps_by_modality == {"image": 4000}
+
+
+def test_xib_config_prints_what_params_yaml_holds(monkeypatch, capsys):
+    from omegaconf import OmegaConf
+
+    from xib.pipeline.params import PARAMS_FILE
+
+    monkeypatch.delenv("XIB_ROOT", raising=False)
+    assert main(["config"]) == 0
+    printed = _leaves(yaml.safe_load(capsys.readouterr().out))
+    params = _leaves(OmegaConf.to_container(OmegaConf.load(PARAMS_FILE), resolve=True))
+    assert {k: printed.get(k) for k in params} == params

@@ -133,8 +133,8 @@ def test_vocabulary_covers_the_prompts_other_stages_send(xib_root: Path) -> None
         cfg.model.prompt.discrn_prefix,
         cfg.model.prompt.discrn_qformer_text,
         *cfg.model.prompt.cues.values(),
-        cfg.eval.prompts.caption,
-        cfg.eval.prompts.classify,
+        cfg.eval.prompts["caption"],
+        cfg.eval.prompts["classify"],
         *[t for task in cfg.data.instruct.templates.values() for ts in task.values() for t in ts],
         *[q for qs in cfg.data.instruct.questions.values() for q in qs],
     ]

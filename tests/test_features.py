@@ -72,7 +72,7 @@ def test_build_reuse_rebuild_and_read(xib_root: Path, caplog: pytest.LogCaptureF
     out = build_cache(cfg, "image", "train")
     index = json.loads((out / "index.json").read_text())
     assert index["items"] == 7 and len(index["shards"]) == 3  # 3 + 3 + 1 items
-    encoder = build_encoder("image", cfg.model.encoders.image)
+    encoder = build_encoder("image", cfg.model.encoders["image"])
     assert index["encoder_fingerprint"] == encoder.fingerprint()
 
     store = FeatureStore(out)

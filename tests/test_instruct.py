@@ -90,7 +90,7 @@ def test_records_are_single_modality_with_correct_answers(world_cfg) -> None:
                 assert r["source"] == "world"
                 if r["task"] == "caption":
                     assert r["answer"] == r["caption"]
-                    assert r["instruction"] in icfg.templates.caption[modality]
+                    assert r["instruction"] in icfg.templates["caption"][modality]
                 elif r["task"] == "qa":
                     assert r["attribute"] in icfg.qa_attributes[modality]
                     assert r["answer"] == attribute_value(kind, r["attribute"])

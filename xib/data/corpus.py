@@ -149,9 +149,9 @@ def _instruction_items(cfg: Any) -> list[tuple[str, str, str]]:
             for template in instruct.templates.get("classify", {}).get(modality, []):
                 items.append((modality, template, f"attr:{attribute}"))
         prompts = cfg.eval.prompts
-        items.append((modality, prompts.caption, "caption"))
+        items.append((modality, prompts["caption"], "caption"))
         items.append((modality, cfg.model.prompt.discrn_qformer_text, "caption"))
-        items.append((modality, prompts.classify, "kind"))
+        items.append((modality, prompts["classify"], "kind"))
     return items
 
 

@@ -1,4 +1,7 @@
-"""Typed config of the model (conf/model/*.yaml): LLM, encoders, projections, prompts, generation."""
+"""Typed config of the model (conf/model/*.yaml): LLM, encoders, projections, prompts, generation.
+
+Defaults equal the embedded default (conf/model/demo.yaml composed); tests/test_config.py keeps them so.
+"""
 
 from dataclasses import dataclass, field
 
@@ -32,18 +35,18 @@ class EncoderConfig:
 @dataclass
 class ProjectionConfig:
     kind: str = "qformer"  # qformer | linear
-    num_query_tokens: int = 32
+    num_query_tokens: int = 6
     # Per-modality K where it should differ (soft tokens about as many as a caption's tokens: the
     # positions past the caption are not anchored and confuse a small LLM); the rest use num_query_tokens.
     num_query_tokens_by_modality: dict[str, int] = field(default_factory=dict)
-    qformer_hidden: int = 768
-    qformer_layers: int = 12
-    qformer_heads: int = 12
-    qformer_intermediate: int = 3072
-    cross_attention_frequency: int = 2
+    qformer_hidden: int = 64
+    qformer_layers: int = 2
+    qformer_heads: int = 4
+    qformer_intermediate: int = 128
+    cross_attention_frequency: int = 1
     max_instruction_tokens: int = 32
     dropout: float = 0.1  # Q-Former hidden and attention dropout (BERT's default, as in the paper)
-    linear_hidden: int = 768  # `linear` kind: width d of the K x d tokens before the LLM projection
+    linear_hidden: int = 64  # `linear` kind: width d of the K x d tokens before the LLM projection
     # Ids the instruction enters the Q-Former with: "" = the LLM tokenizer's ids taken modulo
     # `qformer_vocab_size` (the demo), or a local tokenizer directory (bert-base-uncased for BLIP-2 weights).
     qformer_tokenizer: str = ""
@@ -55,7 +58,7 @@ class ProjectionConfig:
     # false (the paper): each view (video frame, audio segment) is projected on its own and the
     # input's soft tokens are V x K; true: the views' encoder tokens are joined, so the projection
     # reads all of them at once and the input is K soft tokens, as long as a single image's.
-    join_views: bool = False
+    join_views: bool = True
 
 
 @dataclass
@@ -77,9 +80,9 @@ class PromptConfig:
 @dataclass
 class GenerationConfig:
     max_new_tokens: int = 10
-    num_beams: int = 5
+    num_beams: int = 1
     min_length: int = 1
-    length_penalty: float = -1.0
+    length_penalty: float = 1.0
 
 
 @dataclass
@@ -89,7 +92,7 @@ class EncoderPretrainConfig:
     modalities: list[str] = field(default_factory=lambda: ["image", "audio", "pc"])  # video reuses image
     output_dir: str = "${paths.artifacts}/bootstrap/encoders"  # <output_dir>/<modality>/
     target: str = "kind"  # manifest column the linear head classifies
-    steps: int = 150
+    steps: int = 450
     steps_by_modality: dict[str, int] = field(default_factory=dict)  # overrides `steps` for a modality
     batch_size: int = 32
     lr: float = 0.001

@@ -1,4 +1,7 @@
-"""Typed config of alignment training (conf/train/*.yaml)."""
+"""Typed config of alignment training (conf/train/*.yaml).
+
+Defaults equal the embedded default (conf/train/demo.yaml composed); tests/test_config.py keeps them so.
+"""
 
 from dataclasses import dataclass, field
 
@@ -13,21 +16,21 @@ FEATURE_DTYPES = ("float32", "float16", "bfloat16")  # storage dtype of cached f
 class AnchorConfig:
     """Caption anchoring: pull soft token i toward the frozen LLM's embedding of caption token i."""
 
-    enabled: bool = False
+    enabled: bool = True
     weight: float = 1.0
     weight_by_modality: dict[str, float] = field(default_factory=dict)  # overrides `weight` for a modality
-    per_view: bool = False  # anchor every frame/segment's tokens to the caption, not only the first
+    per_view: bool = True  # anchor every frame/segment's tokens to the caption, not only the first
 
 
 @dataclass
 class TrainConfig:
-    steps: int = 300
+    steps: int = 2000
     steps_by_modality: dict[str, int] = field(default_factory=dict)  # overrides `steps` for those named
     micro_batch_size: int = 16
     grad_accum: int = 1
-    lr: float = 1e-4
+    lr: float = 3e-4
     min_lr_ratio: float = 0.1
-    warmup_steps: int = 30
+    warmup_steps: int = 100
     weight_decay: float = 0.05
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     adam_eps: float = 1e-8
@@ -39,9 +42,9 @@ class TrainConfig:
     backend: str = "gloo"  # gloo on CPU, nccl on GPU
     hostfile: str = ""  # deepspeed launcher: multi-node hostfile ("host slots=N" lines)
     master_port: int = 0  # 0 = pick a free port
-    checkpoint_every: int = 100
+    checkpoint_every: int = 500
     keep_checkpoints: int = 2  # complete checkpoints kept on disk (older ones are pruned)
-    eval_every: int = 100
+    eval_every: int = 1000
     eval_batches: int = 4  # validation micro-batches per rank at each evaluation
     eval_samples: int = 3  # generated samples shown at each evaluation
     log_every: int = 10
