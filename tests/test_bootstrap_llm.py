@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from xib.config import load_config
-from xib.data.corpus import corpus_lines, file_sha256, write_corpus
+from xib.data.corpus import corpus_lines, write_corpus
 from xib.errors import XibError
+from xib.hashing import sha256_file as file_sha256
 from xib.models import bootstrap_llm as B
 from xib.models.llm import load_llm
 from xib.prompts import Slot, discrn_prompt, instruction_prompt

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from xib.answers import interpret_answer
 from xib.eval import metrics as m
-from xib.eval.discrn import interpret_answer, picks_from_losses
+from xib.eval.discrn import picks_from_losses
 
 FIRST = ["first", "1st", "left", "(a)"]
 SECOND = ["second", "2nd", "right", "(b)"]

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from xib.config_rules import ConfigError, check, select
 from xib.data.config import DataConfig
-from xib.errors import XibError
 from xib.eval.config import EvalConfig
 from xib.modalities import MODALITIES
 from xib.models.bootstrap_config import BootstrapConfig
@@ -33,11 +33,16 @@ from xib.registry.config import GateConfig
 from xib.train.config import TrainConfig
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
-__all__ = ["MODALITIES", "CONF_DIR", "ConfigError", "XibConfig", "load_config", "to_dict", "to_yaml"]
-
-
-class ConfigError(XibError):
-    """A config or command line the user can fix (unknown key, bad value): one line, exit status 2."""
+__all__ = [
+    "MODALITIES",
+    "CONF_DIR",
+    "ConfigError",
+    "XibConfig",
+    "load_config",
+    "select",
+    "to_dict",
+    "to_yaml",
+]
 
 
 @dataclass
@@ -151,8 +156,6 @@ def load_config(overrides: list[str] | None = None, config_file: str | Path | No
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    from xib.config_rules import check
-
     composed = compose(overrides, config_file)
     try:
         cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(XibConfig), composed))
@@ -250,14 +253,6 @@ def to_yaml(cfg: Any) -> str:
     import yaml
 
     return yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True)
-
-
-def select(cfg: Any, key: str) -> Any:
-    """The value at a dotted key (`data.world`, `seed`), through dataclass fields and tables."""
-    node = cfg
-    for part in key.split("."):
-        node = node[part] if isinstance(node, dict) else getattr(node, part)
-    return node
 
 
 def to_flat_dict(cfg: XibConfig) -> dict[str, Any]:

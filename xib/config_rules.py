@@ -1,6 +1,6 @@
 """What a composed config must satisfy beyond its types: ranges, choices and rules across fields.
 
-`check(cfg)` runs once, in `xib.config.load_config`; the first broken rule is a `ConfigError` naming
+`check(cfg)` runs once, in `xib.config.load_config` (which re-exports `ConfigError` and `select`); the first broken rule is a `ConfigError` naming
 the key, its value and the rule (`train.steps=-5: must be >= 1`), so the code downstream can trust the
 config it is handed.
 """
@@ -11,12 +11,25 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from xib.data.config import GENERATORS, INGEST_FORMATS, PAIRS, SPLITS, TASKS
+from xib.errors import XibError
 from xib.modalities import MODALITIES
 from xib.models.config import ENCODER_FAMILIES, LLM_DTYPES, PROJECTION_KINDS
 from xib.train.config import DTYPES, FEATURE_DTYPES, LAUNCHERS, MIXES, ZERO_STAGES
 
 if TYPE_CHECKING:
     from xib.config import XibConfig
+
+
+class ConfigError(XibError):
+    """A config or command line the user can fix (unknown key, bad value): one line, exit status 2."""
+
+
+def select(cfg: Any, key: str) -> Any:
+    """The value at a dotted key (`data.world`, `seed`), through dataclass fields and tables."""
+    node = cfg
+    for part in key.split("."):
+        node = node[part] if isinstance(node, dict) else getattr(node, part)
+    return node
 
 
 def _at_least(low: float) -> tuple[Callable[[Any], bool], str]:
@@ -96,15 +109,11 @@ RULES: list[tuple[str, tuple[Callable[[Any], bool], str]]] = [
 
 
 def _fail(key: str, value: Any, rule: str) -> None:
-    from xib.config import ConfigError
-
     raise ConfigError(f"{key}={value!r}: {rule}")
 
 
 def check(cfg: XibConfig) -> None:
     """Raise `ConfigError` on the first rule `cfg` breaks."""
-    from xib.config import select
-
     for key, (test, rule) in RULES:
         value = select(cfg, key)
         if not test(value):

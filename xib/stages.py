@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from xib.config import CONF_DIR, XibConfig, select, to_plain
+from xib.hashing import update_with_file
 
 REPO = CONF_DIR.parent
 DVC_FILE = REPO / "dvc.yaml"
@@ -73,17 +74,11 @@ def _hash_path(digest: Any, path: Path) -> None:
     if path.is_dir():
         for child in sorted(p for p in path.rglob("*") if p.is_file()):
             digest.update(str(child.relative_to(path)).encode())
-            _hash_file(digest, child)
+            update_with_file(digest, child)
     elif path.is_file():
-        _hash_file(digest, path)
+        update_with_file(digest, path)
     else:
         digest.update(b"<missing>")
-
-
-def _hash_file(digest: Any, path: Path) -> None:
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
 
 
 def _resolve(path: str, root: Path) -> Path:

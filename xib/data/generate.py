@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
+from xib.modalities import MODALITIES
 from xib.data.world import Entity, caption, entities_frame, sample_entities
 
-MODALITIES = ("image", "pc", "audio", "video")
 SOURCE = "world"
 
 

@@ -13,6 +13,8 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+
+from xib.hashing import sha256_bytes as sha256  # noqa: F401 - the manifest checksum, imported from here
 import pyarrow.parquet as pq
 
 from xib.errors import DataError
@@ -44,8 +46,6 @@ STRING_DEFAULTS = {"kind": "", "caption": "", "source": "", "checksum": ""}
 MANIFEST_NAME = "manifest.parquet"
 
 
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def manifest_path(cfg: Any, modality: str, split: str) -> Path:

@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-MODALITIES = ("image", "pc", "audio", "video")
+from xib.modalities import MODALITIES
+
 EXTENSIONS = {"image": "png", "pc": "npy", "audio": "wav", "video": "mp4"}
 DEFAULT_SAMPLE_RATE = 16000
 DEFAULT_FPS = 5

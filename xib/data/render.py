@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from xib.modalities import MODALITIES
 from xib.data.world import COLOURS, HABITAT_BACKGROUND, KINDS_BY_NAME, Kind
 
-MODALITIES = ("image", "pc", "audio", "video")
 # Video shows appearance and motion, not setting: one background unlike every kind's colour.
 VIDEO_BACKGROUND = (176, 164, 196)
 # Point-cloud radius (before jitter) by size: small, medium and large are clearly apart.

@@ -38,8 +38,8 @@ def checkpoint_dirs(cfg: Any) -> dict[str, Path]:
 
 
 def candidate_provenance(cfg: Any, checkpoints: dict[str, Path]) -> dict[str, Any]:
+    from xib.hashing import checkpoint_hashes, data_hashes
     from xib.models.checkpoint import read_projection_info
-    from xib.registry.registry import checkpoint_hashes, data_hashes
 
     fingerprints = {}
     for modality, folder in checkpoints.items():

@@ -10,7 +10,6 @@ match this run's; anything else rebuilds them.
 from __future__ import annotations
 
 import json
-import math
 import random
 import shutil
 import sys
@@ -26,12 +25,13 @@ from xib.data.corpus import (
     comparable_kind_pairs,
     comparisons,
     corpus_path,
-    file_sha256,
     heldout_kind_pairs,
 )
 from xib.errors import XibError
+from xib.hashing import sha256_file
 from xib.io import atomic_path, write_json
 from xib.prompts import ANSWERS, answer_text
+from xib.schedule import lr_factor
 
 SPECIALS = ("<s>", "</s>", "<pad>", "<unk>")
 REPO = Path(__file__).resolve().parents[2]
@@ -161,14 +161,6 @@ def weighted_lm_loss(logits: Any, ids: Any, weights: Any) -> Any:
         logits[:, :-1].reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), reduction="none"
     )
     return (ce * w.reshape(-1)).sum() / w.sum().clamp_min(1e-8)
-
-
-def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
-    """Linear warmup, then cosine decay to `min_ratio` of the peak."""
-    if step < warmup:
-        return (step + 1) / max(1, warmup)
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def pretrain(
@@ -341,7 +333,7 @@ def _accuracy(picks: Sequence[int | None], labels: Sequence[int]) -> float:
 def evaluate_ceiling(model: Any, tokenizer: Any, cfg: Any) -> dict[str, Any]:
     """Text-only DisCRn accuracy by ordered modality pair, scored by answer log-probability ("logits")
     and by greedy generation read with the paper's normalisation ("generate")."""
-    from xib.eval.discrn import interpreter
+    from xib.answers import interpreter
 
     ceiling = cfg.bootstrap.llm.ceiling
     answer_eos = bool(cfg.model.prompt.answer_eos)
@@ -473,7 +465,7 @@ def bootstrap_llm(cfg: Any) -> dict[str, Any]:
     corpus = corpus_path(cfg)
     if not corpus.is_file():
         raise XibError(f"{corpus}: no corpus (run `xib world`, or `xib corpus` for the text alone)")
-    corpus_sha = file_sha256(corpus)
+    corpus_sha = sha256_file(corpus)
     target = Path(str(llm_cfg.output_dir))
     if bool(llm_cfg.use_shipped):
         shipped = _resolve_repo_path(str(llm_cfg.shipped_dir))

@@ -9,7 +9,6 @@ At inference an LLM, the encoders and any set of modality checkpoints compose in
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import subprocess
 from collections.abc import Mapping
@@ -19,6 +18,7 @@ from typing import Any
 
 from xib.config import for_modality
 from xib.errors import XibError
+from xib.hashing import sha256_file
 from xib.io import atomic_path, write_json
 from xib.models.projectors import (
     Projection,
@@ -51,14 +51,6 @@ def git_commit(repo: Path = REPO_ROOT) -> str:
         return "unknown"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def save_projection(
     directory: str | Path, modality: str, projection: Projection, meta: Mapping[str, Any] | None = None
 ) -> Path:
@@ -84,7 +76,7 @@ def save_projection(
         "format": FORMAT_VERSION,
         "modality": modality,
         **projection.describe(),
-        "weights_sha256": _sha256(weights),
+        "weights_sha256": sha256_file(weights),
         "provenance": provenance,
     }
     write_json(directory / INFO_FILE, info)
@@ -114,7 +106,7 @@ def load_projection(directory: str | Path, map_location: str = "cpu") -> tuple[P
     weights = directory / WEIGHTS_FILE
     if not weights.is_file():
         raise XibError(f"{weights}: missing (the checkpoint has {INFO_FILE} only)")
-    if _sha256(weights) != info["weights_sha256"]:
+    if sha256_file(weights) != info["weights_sha256"]:
         raise XibError(
             f"{weights}: sha256 differs from {INFO_FILE} (weights and description do not belong together)"
         )

@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import sys
 import time
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from torch import nn
 from xib.config import for_modality
 from xib.errors import DataError, XibError
 from xib.models.encoders import EncoderOutput, FrozenEncoder, build_encoder, encoder_config
+from xib.schedule import lr_factor
 
 META_NAME = "xib_pretrain.json"
 REPORT_NAME = "report.json"
@@ -115,13 +115,6 @@ def pooled_features(encoder: FrozenEncoder, inputs: torch.Tensor, batch_size: in
 
 
 # ---------------------------------------------------------------------------------------------- training
-def lr_factor(step: int, warmup: int, total: int) -> float:
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-
 def train_encoder(
     encoder: FrozenEncoder,
     inputs: torch.Tensor,

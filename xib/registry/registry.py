@@ -11,7 +11,6 @@ Rollback moves `champion` back along the recorded champion history.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from xib.errors import XibError
+from xib.hashing import checkpoint_hashes, data_hashes, sha256_file  # noqa: F401 - provenance, used here and by callers
 from xib.io import file_lock
 
 CHALLENGER, CHAMPION, PREVIOUS = "challenger", "champion", "previous"
@@ -57,38 +57,6 @@ def experiment_id(cfg: Any) -> str:
 
 
 # --- provenance ------------------------------------------------------------------------------
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def checkpoint_hashes(checkpoint_dirs: Mapping[str, str | os.PathLike[str]]) -> dict[str, str]:
-    """sha256 of each modality's projection.safetensors: what identifies a candidate."""
-    out = {}
-    for modality, folder in sorted(checkpoint_dirs.items()):
-        weights = Path(folder) / "projection.safetensors"
-        if not weights.is_file():
-            raise XibError(
-                f"{weights}: no projection checkpoint for {modality} (run `xib align modality={modality}`)"
-            )
-        out[modality] = sha256_file(weights)
-    return out
-
-
-def data_hashes(cfg: Any) -> dict[str, str]:
-    """sha256 of the instruction and DisCRn files the candidate was trained and evaluated on."""
-    data = Path(str(cfg.paths.data))
-    out = {}
-    for sub in ("instruct", "discrn"):
-        for path in sorted((data / sub).rglob("*")):
-            if path.is_file() and path.suffix in {".json", ".jsonl"}:
-                out[str(path.relative_to(data))] = sha256_file(path)
-    return out
 
 
 # --- registration ----------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from xib.errors import DataError, XibError
+from xib.hashing import sha256_file
 from xib.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -28,14 +29,6 @@ DTYPES = {"float32", "float16", "bfloat16"}
 
 def cache_dir(cfg: Any, modality: str, split: str) -> Path:
     return Path(cfg.paths.artifacts) / "features" / modality / split
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def cache_key(encoder_fingerprint: str, manifest_sha256: str, feature_dtype: str) -> str:
@@ -211,7 +204,7 @@ def build_cache(cfg: Any, modality: str, split: str, encoder: Any = None, force:
 
         encoder = build_encoder(modality, cfg.model.encoders[modality])
     fingerprint = encoder.fingerprint()
-    manifest_sha = file_sha256(manifest)
+    manifest_sha = sha256_file(manifest)
     key = cache_key(fingerprint, manifest_sha, cfg.train.feature_dtype)
     index = read_index(out)
     if index is not None and index.get("key") == key and not force:

@@ -10,22 +10,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 from xib.errors import XibError
+from xib.net import free_port
 
 LAUNCHERS = ("torchrun", "deepspeed", "none")
 REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def write_run_config(cfg: Any, modality: str) -> Path:

@@ -57,7 +57,7 @@ def scrub(mapping: dict[str, Any]) -> dict[str, Any]:
 
 def hash_paths(paths: list[Path]) -> str:
     """sha256 over the files (sorted, by relative name and content) under the given paths."""
-    from xib.train.features import file_sha256
+    from xib.hashing import sha256_file
 
     digest = hashlib.sha256()
     for root in paths:
@@ -69,7 +69,7 @@ def hash_paths(paths: list[Path]) -> str:
             else []
         )
         for f in files:
-            digest.update(f"{f.name}:{file_sha256(f)}\n".encode())
+            digest.update(f"{f.name}:{sha256_file(f)}\n".encode())
     return digest.hexdigest()
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import sys
 import time
@@ -19,6 +18,7 @@ from typing import Any
 
 from xib.config import for_modality
 from xib.errors import XibError
+from xib.schedule import lr_factor
 
 log = logging.getLogger("xib.train")
 
@@ -42,14 +42,6 @@ def load_worker_config(config_path: str, overrides: list[str]) -> Any:
     from xib.config import load_config
 
     return load_config(overrides, config_file=config_path or None)
-
-
-def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
-    """Linear warmup to 1, then cosine decay to `min_ratio` at `total` steps."""
-    if warmup > 0 and step < warmup:
-        return (step + 1) / warmup
-    progress = min(max(step - warmup, 0) / max(total - warmup, 1), 1.0)
-    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def param_groups(module: Any, weight_decay: float) -> list[dict[str, Any]]:
@@ -76,7 +68,7 @@ def setup_distributed(backend: str) -> tuple[int, int, int]:
     import deepspeed
 
     if "RANK" not in os.environ:  # launcher=none: one process, its own rendezvous
-        from xib.train.launch import free_port
+        from xib.net import free_port
 
         os.environ.update(
             {
