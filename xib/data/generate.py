@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import importlib.util
 import multiprocessing as mp
 import time
 from collections.abc import Iterator
@@ -25,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from xib.modalities import MODALITIES
 from xib.data.world import Entity, caption, entities_frame, sample_entities
+from xib.modalities import MODALITIES
 
 SOURCE = "world"
 
@@ -132,7 +131,6 @@ def generate_world(cfg: Any, progress: bool = True, corpus: bool = True) -> dict
     from tqdm import tqdm
 
     from xib.config import to_dict
-
     from xib.io import atomic_path
 
     world = cfg.data.world
@@ -178,7 +176,7 @@ def generate_world(cfg: Any, progress: bool = True, corpus: bool = True) -> dict
             if pool is not None:
                 pool.terminate()
                 pool.join()
-        if corpus and importlib.util.find_spec("xib.data.corpus") is not None:
+        if corpus:
             # the world's text corpus (data/world/corpus.txt) lands in the same atomic rename
             from xib.data.corpus import write_corpus
 

@@ -156,10 +156,6 @@ def _check_entities(frames: Iterable[tuple[Path, pd.DataFrame]]) -> None:
 
 
 # ------------------------------------------------------------------------------------------- media
-def _int(value: Any) -> int | None:
-    return None if value is None or pd.isna(value) else int(value)
-
-
 def _agrees(column: str, manifest_value: Any, actual: float, tolerance: float = 0.0) -> None:
     if manifest_value is None or pd.isna(manifest_value):
         return

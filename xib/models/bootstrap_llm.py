@@ -29,7 +29,7 @@ from xib.data.corpus import (
 )
 from xib.errors import XibError
 from xib.hashing import sha256_file
-from xib.io import atomic_path, write_json
+from xib.io import atomic_path
 from xib.prompts import ANSWERS, answer_text
 from xib.schedule import lr_factor
 
@@ -489,18 +489,3 @@ def ship_llm(cfg: Any) -> Path:
     with atomic_path(target) as tmp:
         shutil.copytree(source, tmp)
     return target
-
-
-def ceiling_table(ceiling: dict[str, Any]) -> str:
-    """The ceiling as a Markdown table (docs/DEMO_LLM.md)."""
-    rows = ["| ordered pair | examples | logits | generate | seen pairs (logits) |", "|---|---|---|---|---|"]
-    for order in ceiling["examples"]:
-        rows.append(
-            f"| {order} | {ceiling['examples'][order]} | {ceiling['logits'][order]:.3f} | "
-            f"{ceiling['generate'][order]:.3f} | {ceiling['seen_logits'][order]:.3f} |"
-        )
-    return "\n".join(rows)
-
-
-def write_ceiling(path: str | Path, ceiling: dict[str, Any]) -> None:
-    write_json(path, ceiling)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 
@@ -27,10 +26,9 @@ def bootstrap(overrides: list[str]) -> int:
             }
         )
     )
-    if importlib.util.find_spec("xib.models.encoder_pretrain") is not None:
-        from xib.models.encoder_pretrain import pretrain_encoders
+    from xib.models.encoder_pretrain import pretrain_encoders
 
-        pretrain_encoders(cfg)
+    pretrain_encoders(cfg)
     return 0
 
 

@@ -336,11 +336,6 @@ class PromptPacker:
         return packed
 
 
-def collate(examples: Sequence[Example], packer: PromptPacker, padding_side: str = "right") -> PromptBatch:
-    """(prompt segments, answer) examples -> padded tensors (right padding for training)."""
-    return packer(examples, padding_side=padding_side)
-
-
 @dataclass
 class XibOutput:
     loss: torch.Tensor  # mean cross-entropy over all answer tokens of the batch

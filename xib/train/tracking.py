@@ -8,7 +8,6 @@ keys that look secret, and passwords inside URLs, are masked before anything is 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import re
@@ -231,7 +230,3 @@ def plot_curves(history: dict[str, list[tuple[int, float]]], path: str | Path, t
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
     return path
-
-
-def dump_json(obj: Any) -> str:
-    return json.dumps(obj, indent=2, sort_keys=True, default=str)
