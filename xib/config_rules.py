@@ -7,7 +7,7 @@ config it is handed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from xib.data.config import GENERATORS, INGEST_FORMATS, PAIRS, SPLITS, TASKS
@@ -124,7 +124,7 @@ def check(cfg: XibConfig) -> None:
 
 def _check_tables(cfg: XibConfig) -> None:
     """Per-modality tables name modalities, and their numbers obey the field they override."""
-    tables = {
+    tables: dict[str, tuple[Mapping[str, float], float]] = {
         "train.steps_by_modality": (cfg.train.steps_by_modality, 1),
         "model.projection.num_query_tokens_by_modality": (
             cfg.model.projection.num_query_tokens_by_modality,

@@ -53,7 +53,7 @@ def make_tiny_project(
     data, artifacts = Path(str(cfg.paths.data)), Path(str(cfg.paths.artifacts))
     llm_dir = Path(str(cfg.model.llm.path))
     if not (llm_dir / "config.json").is_file():
-        save_tiny_llm(llm_dir, seed=seed, **dict(llm_arch or {}))
+        save_tiny_llm(llm_dir, seed=seed, **dict(llm_arch or {}))  # type: ignore[arg-type]  # sizes only: ints
     llm, tokenizer = load_llm(cfg.model.llm)
     hidden = llm.get_input_embeddings().weight.shape[1]
     vocab = resolve_qformer_vocab(cfg.model.projection, tokenizer)
@@ -86,7 +86,7 @@ def make_tiny_project(
         ]
         write_features(cache_dir(cfg, modality, split), feats, {"key": f"tiny-{seed}", "modality": modality})
 
-        rows = []
+        rows: list[dict[str, Any]] = []
         captions[modality] = {}
         for n, item_id in enumerate(ids):
             kind, colour = rng.choice(KINDS), rng.choice(COLOURS)

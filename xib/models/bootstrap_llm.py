@@ -78,7 +78,7 @@ def build_model(arch: Any, tokenizer: Any, seed: int) -> Any:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    config = LlamaConfig(
+    config = LlamaConfig(  # type: ignore[call-arg]  # rope_theta: a real LlamaConfig kwarg its stubs omit
         vocab_size=len(tokenizer),
         hidden_size=int(arch.hidden_size),
         intermediate_size=int(arch.intermediate_size),
@@ -198,7 +198,7 @@ def pretrain(
             {"params": no_decay, "weight_decay": 0.0},
         ],
         lr=float(pretrain_cfg.lr),
-        betas=tuple(float(b) for b in pretrain_cfg.betas),
+        betas=(float(pretrain_cfg.betas[0]), float(pretrain_cfg.betas[1])),
     )
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer,

@@ -213,7 +213,7 @@ def compose_model(
     if with_encoders:
         from xib.models.encoders import build_encoder
 
-        encoders = {}
+        encoders: dict[str, nn.Module] = {}
         for modality in checkpoint_dirs:
             encoder = freeze(build_encoder(modality, model_cfg.encoders[modality]))
             recorded = infos[modality].get("provenance", {}).get("encoder_fingerprint")

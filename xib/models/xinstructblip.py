@@ -351,6 +351,8 @@ def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
 class XInstructBLIP(nn.Module):
     """A frozen LLM plus one projection per modality; only the projections train."""
 
+    checkpoint_info: dict[str, dict[str, Any]]  # per modality, the projection.json it was loaded from
+
     def __init__(
         self,
         llm: Any,
@@ -375,13 +377,11 @@ class XInstructBLIP(nn.Module):
         self.packer = PromptPacker(
             tokenizer,
             model_cfg.prompt,
-            num_tokens={m: p.num_tokens for m, p in self.projections.items()},
-            qformer_vocab={
-                m: p.config.qformer_vocab_size for m, p in self.projections.items() if p.instruction_aware
-            },
+            num_tokens={m: p.num_tokens for m, p in projections.items()},
+            qformer_vocab={m: p.config.qformer_vocab_size for m, p in projections.items() if p.instruction_aware},
             max_instruction_tokens=int(model_cfg.projection.max_instruction_tokens),
             qformer_tokenizer=qformer_tokenizer,
-            joined_views=[m for m, p in self.projections.items() if p.config.join_views],
+            joined_views=[m for m, p in projections.items() if p.config.join_views],
         )
 
     # ---------------------------------------------------------------------------------------- basics
@@ -564,7 +564,7 @@ class XInstructBLIP(nn.Module):
         for chunk in _chunks(list(prompts), batch_size):
             batch = self.collate([(p, None) for p in chunk], padding_side="left")
             embeds, _ = self.embed(batch)
-            beams = {"num_beams": int(gen.num_beams)}
+            beams: dict[str, int | float] = {"num_beams": int(gen.num_beams)}
             if beams["num_beams"] > 1:  # length_penalty only means something to beam search
                 beams["length_penalty"] = float(gen.length_penalty)
             out = self.llm.generate(

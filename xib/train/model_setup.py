@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 
 
 class AlignmentObjective(nn.Module):
+    frozen_model: Any  # the XInstructBLIP, set with object.__setattr__ below (not a submodule)
+
     """forward(batch) -> {"loss", "lm_loss", "anchor_loss"?, "tokens"}: LM loss, plus anchoring if enabled.
 
     Only the projection is a registered submodule, so DeepSpeed sees (partitions, checkpoints,
