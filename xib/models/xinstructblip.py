@@ -378,7 +378,9 @@ class XInstructBLIP(nn.Module):
             tokenizer,
             model_cfg.prompt,
             num_tokens={m: p.num_tokens for m, p in projections.items()},
-            qformer_vocab={m: p.config.qformer_vocab_size for m, p in projections.items() if p.instruction_aware},
+            qformer_vocab={
+                m: p.config.qformer_vocab_size for m, p in projections.items() if p.instruction_aware
+            },
             max_instruction_tokens=int(model_cfg.projection.max_instruction_tokens),
             qformer_tokenizer=qformer_tokenizer,
             joined_views=[m for m, p in projections.items() if p.config.join_views],
