@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from xib.models.config import PromptConfig
 
 ANSWERS = ("first", "second")
 
@@ -47,7 +50,7 @@ def answer_text(answer: str) -> str:
 Cues = Mapping[str, "str | None"]
 
 
-def prompt_cues(prompt_cfg: Any) -> dict[str, str | None]:
+def prompt_cues(prompt_cfg: PromptConfig) -> dict[str, str | None]:
     """Each modality's cue as prompts over its soft tokens use it: None where it is switched off,
     for every modality (`model.prompt.use_cues: false`) or for one (`use_cues_by_modality`)."""
     table = prompt_cfg.use_cues_by_modality or {}

@@ -38,7 +38,7 @@ from xib.errors import DataError, XibError
 from xib.io import write_json
 from xib.prompts import ANSWERS
 
-PAIRS = {"image_pc": ("image", "pc"), "audio_video": ("audio", "video")}
+from xib.data.config import PAIRS
 _WORD = re.compile(r"[a-z0-9]+")
 
 

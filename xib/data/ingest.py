@@ -37,8 +37,8 @@ from xib.data.shards import ShardWriter
 from xib.errors import DataError
 from xib.io import atomic_path, write_json
 
-FORMATS = {"coco": "image", "audiocaps": "audio", "cap3d": "pc", "msrvtt": "video"}
-SPLITS = ("train", "val", "test")
+from xib.data.config import INGEST_FORMATS as FORMATS
+from xib.data.config import SPLITS
 _SOURCE_SPLIT_NAMES = {"train": "train", "val": "val", "validate": "val", "validation": "val", "test": "test"}
 
 

@@ -44,9 +44,8 @@ from xib.data.world import (
 from xib.errors import XibError
 from xib.io import atomic_path, write_json
 
-TASKS = ("caption", "qa", "classify")
-GENERATORS = ("templates", "llm")
-MIXES = ("sqrt", "proportional", "uniform")
+from xib.data.config import GENERATORS, TASKS
+from xib.train.config import MIXES
 
 # Attribute -> (its value for a kind as the caption words it, every value it can take).
 ATTRIBUTES: dict[str, tuple[Callable[[Kind], str], tuple[str, ...]]] = {

@@ -10,13 +10,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from xib.data.config import TASKS
 from xib.errors import DataError, XibError
 from xib.eval import metrics as M
 from xib.prompts import discrn_prompt, instruction_prompt
 
 log = logging.getLogger(__name__)
-
-TASKS = ("caption", "qa", "classify")
 
 
 def _progress(iterable: Iterable[Any], total: int, desc: str, enabled: bool) -> Iterable[Any]:

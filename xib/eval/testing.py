@@ -10,12 +10,16 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from xib.data.config import PAIRS
+
+if TYPE_CHECKING:
+    from xib.config import XibConfig
 
 KINDS = ("cube", "sphere", "cone", "dog", "cat", "bird", "car")
 COLOURS = ("red", "green", "blue", "yellow", "black", "white")
 SOUNDS = {"dog": "barks", "cat": "meows", "bird": "sings", "car": "runs"}
-PAIRS = {"image_pc": ("image", "pc"), "audio_video": ("audio", "video")}
 
 
 def _caption(modality: str, kind: str, colour: str) -> str:
@@ -27,7 +31,7 @@ def _caption(modality: str, kind: str, colour: str) -> str:
 
 
 def make_tiny_project(
-    cfg: Any,
+    cfg: XibConfig,
     modalities: tuple[str, ...] = ("image", "pc"),
     items: int = 6,
     discrn_items: int = 8,

@@ -17,7 +17,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xib.config import to_dict
 from xib.data.corpus import (
@@ -32,6 +32,10 @@ from xib.hashing import sha256_file
 from xib.io import atomic_path
 from xib.prompts import ANSWERS, answer_text
 from xib.schedule import lr_factor
+
+if TYPE_CHECKING:
+    from xib.config import XibConfig
+    from xib.models.bootstrap_config import LLMPretrainConfig
 
 SPECIALS = ("<s>", "</s>", "<pad>", "<unk>")
 REPO = Path(__file__).resolve().parents[2]
@@ -167,7 +171,7 @@ def pretrain(
     model: Any,
     tokenizer: Any,
     lines: Sequence[str],
-    pretrain_cfg: Any,
+    pretrain_cfg: LLMPretrainConfig,
     probe: Callable[[Any], str] | None = None,
 ) -> dict[str, Any]:
     """Causal-LM pre-training on the corpus lines (`<s> line </s>`, packed); returns loss statistics.
@@ -246,7 +250,7 @@ def pretrain(
 # --- the text-only DisCRn ceiling --------------------------------------------------------------
 
 
-def ceiling_sets(cfg: Any) -> tuple[dict[str, list[Comparison]], dict[str, list[Comparison]]]:
+def ceiling_sets(cfg: XibConfig) -> tuple[dict[str, list[Comparison]], dict[str, list[Comparison]]]:
     """(held-out, seen) comparisons per ordered modality pair of `bootstrap.llm.ceiling.pairs`."""
     ceiling = cfg.bootstrap.llm.ceiling
     held = heldout_kind_pairs(cfg.data.corpus)
@@ -330,7 +334,7 @@ def _accuracy(picks: Sequence[int | None], labels: Sequence[int]) -> float:
     return sum(int(p == y) for p, y in zip(picks, labels)) / max(1, len(labels))
 
 
-def evaluate_ceiling(model: Any, tokenizer: Any, cfg: Any) -> dict[str, Any]:
+def evaluate_ceiling(model: Any, tokenizer: Any, cfg: XibConfig) -> dict[str, Any]:
     """Text-only DisCRn accuracy by ordered modality pair, scored by answer log-probability ("logits")
     and by greedy generation read with the paper's normalisation ("generate")."""
     from xib.answers import interpreter
@@ -376,7 +380,7 @@ def evaluate_ceiling(model: Any, tokenizer: Any, cfg: Any) -> dict[str, Any]:
 # --- the stage ---------------------------------------------------------------------------------
 
 
-def _match_config(cfg: Any) -> dict[str, Any]:
+def _match_config(cfg: XibConfig) -> dict[str, Any]:
     """What the weights depend on beyond the corpus (the corpus hash covers its own config)."""
     llm = to_dict(cfg.bootstrap.llm)
     pretrain = {k: v for k, v in llm["pretrain"].items() if k not in _NOT_IN_MATCH}
@@ -388,7 +392,7 @@ def _resolve_repo_path(path: str) -> Path:
     return p if p.is_absolute() else REPO / p
 
 
-def shipped_matches(shipped: Path, corpus_sha: str, cfg: Any) -> tuple[bool, str]:
+def shipped_matches(shipped: Path, corpus_sha: str, cfg: XibConfig) -> tuple[bool, str]:
     """Whether weights in `shipped` were made from this corpus and config (and why not)."""
     provenance = shipped / "provenance.json"
     if not provenance.is_file():
@@ -406,7 +410,7 @@ def shipped_matches(shipped: Path, corpus_sha: str, cfg: Any) -> tuple[bool, str
     return True, "corpus hash and config match"
 
 
-def train_llm(cfg: Any, corpus: Path, corpus_sha: str, target: Path) -> dict[str, Any]:
+def train_llm(cfg: XibConfig, corpus: Path, corpus_sha: str, target: Path) -> dict[str, Any]:
     """Train tokenizer and model on `corpus`, measure the ceiling, save everything to `target` atomically."""
     import torch
     import transformers
@@ -457,7 +461,7 @@ def train_llm(cfg: Any, corpus: Path, corpus_sha: str, target: Path) -> dict[str
     return {"source": "trained", "ceiling": ceiling, "provenance": provenance}
 
 
-def bootstrap_llm(cfg: Any) -> dict[str, Any]:
+def bootstrap_llm(cfg: XibConfig) -> dict[str, Any]:
     """Make `bootstrap.llm.output_dir`: copy the shipped demo LLM when it matches, else pre-train it."""
     llm_cfg = cfg.bootstrap.llm
     if not bool(llm_cfg.enabled):
@@ -479,7 +483,7 @@ def bootstrap_llm(cfg: Any) -> dict[str, Any]:
     return train_llm(cfg, corpus, corpus_sha, target)
 
 
-def ship_llm(cfg: Any) -> Path:
+def ship_llm(cfg: XibConfig) -> Path:
     """Copy the built demo LLM (`output_dir`) into the repository's `shipped_dir`."""
     llm_cfg = cfg.bootstrap.llm
     source = Path(str(llm_cfg.output_dir))

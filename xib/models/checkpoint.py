@@ -14,7 +14,7 @@ import subprocess
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xib.config import for_modality
 from xib.errors import XibError
@@ -26,6 +26,9 @@ from xib.models.projectors import (
     build_projection,
     load_pretrained_qformer,
 )
+
+if TYPE_CHECKING:
+    from xib.models.config import ModelConfig, ProjectionConfig
 
 WEIGHTS_FILE = "projection.safetensors"
 INFO_FILE = "projection.json"
@@ -121,7 +124,7 @@ def load_projection(directory: str | Path, map_location: str = "cpu") -> tuple[P
     return projection, info
 
 
-def resolve_qformer_vocab(proj_cfg: Any, tokenizer: Any, qformer_tokenizer: Any = None) -> int:
+def resolve_qformer_vocab(proj_cfg: ProjectionConfig, tokenizer: Any, qformer_tokenizer: Any = None) -> int:
     """The Q-Former vocabulary size: the configured one, or the size of the tokenizer feeding it."""
     size = int(as_projection_config(proj_cfg).qformer_vocab_size)
     if size > 0:
@@ -129,7 +132,7 @@ def resolve_qformer_vocab(proj_cfg: Any, tokenizer: Any, qformer_tokenizer: Any 
     return len(qformer_tokenizer if qformer_tokenizer is not None else tokenizer)
 
 
-def load_qformer_tokenizer(proj_cfg: Any) -> Any:
+def load_qformer_tokenizer(proj_cfg: ProjectionConfig) -> Any:
     """The Q-Former's own tokenizer when `projection.qformer_tokenizer` names one, else None."""
     path = str(as_projection_config(proj_cfg).qformer_tokenizer)
     if not path:
@@ -142,7 +145,7 @@ def load_qformer_tokenizer(proj_cfg: Any) -> Any:
 
 
 def new_projection(
-    model_cfg: Any,
+    model_cfg: ModelConfig,
     modality: str,
     encoder_dim: int,
     llm_hidden: int,
@@ -183,7 +186,7 @@ def new_projection(
 
 
 def compose_model(
-    model_cfg: Any, checkpoint_dirs: Mapping[str, str | Path], with_encoders: bool = False
+    model_cfg: ModelConfig, checkpoint_dirs: Mapping[str, str | Path], with_encoders: bool = False
 ) -> Any:
     """X-InstructBLIP from the frozen LLM (`model.llm`) and one projection checkpoint per modality.
 

@@ -21,7 +21,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -31,6 +31,10 @@ from xib.config import for_modality
 from xib.errors import DataError, XibError
 from xib.models.encoders import EncoderOutput, FrozenEncoder, build_encoder, encoder_config
 from xib.schedule import lr_factor
+
+if TYPE_CHECKING:
+    from xib.config import XibConfig
+    from xib.models.config import EncoderConfig, EncoderPretrainConfig
 
 META_NAME = "xib_pretrain.json"
 REPORT_NAME = "report.json"
@@ -48,7 +52,7 @@ class LabelledMedia:
 
 # ---------------------------------------------------------------------------------------------- data
 def load_world_split(
-    cfg: Any, modality: str, split: str, target: str, max_items: int = 0, seed: int = 0
+    cfg: XibConfig, modality: str, split: str, target: str, max_items: int = 0, seed: int = 0
 ) -> LabelledMedia:
     """Decoded media and their `target` labels from `data/world/<modality>/<split>`."""
     from tqdm import tqdm
@@ -120,7 +124,7 @@ def train_encoder(
     inputs: torch.Tensor,
     labels: torch.Tensor,
     num_classes: int,
-    pcfg: Any,
+    pcfg: EncoderPretrainConfig,
     steps: int,
     desc: str = "pretrain",
 ) -> list[float]:
@@ -206,7 +210,7 @@ def measure(
     train: tuple[torch.Tensor, torch.Tensor],
     test: tuple[torch.Tensor, torch.Tensor],
     num_classes: int,
-    pcfg: Any,
+    pcfg: EncoderPretrainConfig,
 ) -> dict[str, float]:
     train_x, test_x = pooled_features(encoder, train[0]), pooled_features(encoder, test[0])
     return probe_accuracy(
@@ -238,7 +242,7 @@ def _plain(node: Any) -> Any:
         return node
 
 
-def _run_key(pcfg: Any, steps: int, enc_cfg: Any, checksum: str) -> str:
+def _run_key(pcfg: EncoderPretrainConfig, steps: int, enc_cfg: EncoderConfig, checksum: str) -> str:
     plain_enc = dataclasses.asdict(encoder_config(enc_cfg))
     plain_enc.pop("path")
     plain_p = dict(_plain(pcfg))
@@ -249,7 +253,7 @@ def _run_key(pcfg: Any, steps: int, enc_cfg: Any, checksum: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def pretrain_encoders(cfg: Any, force: bool = False) -> dict[str, Any]:
+def pretrain_encoders(cfg: XibConfig, force: bool = False) -> dict[str, Any]:
     """Pre-train, save and measure every encoder in `model.encoder_pretrain`; return the report.
 
     An encoder whose saved run key (config + train manifest checksum) matches is not retrained.
@@ -318,7 +322,7 @@ def pretrain_encoders(cfg: Any, force: bool = False) -> dict[str, Any]:
     return report
 
 
-def measure_modality(cfg: Any, modality: str, out_dir: Path) -> dict[str, Any]:
+def measure_modality(cfg: XibConfig, modality: str, out_dir: Path) -> dict[str, Any]:
     """Held-out kind accuracy of the random-init and the pre-trained encoder of `modality`."""
     pcfg = cfg.model.encoder_pretrain
     source = SHARED_ENCODER.get(modality, modality)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xib.errors import XibError
 
-DTYPES = ("float32", "bfloat16", "float16")
+if TYPE_CHECKING:
+    from xib.models.config import LLMConfig
+
+from xib.models.config import LLM_DTYPES as DTYPES
 
 
-def load_llm(llm_cfg: Any) -> tuple[Any, Any]:
+def load_llm(llm_cfg: LLMConfig) -> tuple[Any, Any]:
     """(model, tokenizer) from `llm_cfg.path`, offline; every weight frozen, eval mode.
 
     The tokenizer gets a pad token (its EOS, or UNK) when it has none, because batches are padded.

@@ -174,7 +174,7 @@ PROJECTIONS: dict[str, Callable[[ProjectionConfig, int, int], Projection]] = {
 
 
 def build_projection(
-    proj_cfg: Any, encoder_dim: int, llm_hidden: int, *, qformer_vocab_size: int | None = None
+    proj_cfg: ProjectionConfig, encoder_dim: int, llm_hidden: int, *, qformer_vocab_size: int | None = None
 ) -> Projection:
     """The projection named by `proj_cfg.kind`, randomly initialised.
 

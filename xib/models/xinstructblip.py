@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -26,6 +26,9 @@ from xib.errors import XibError
 from xib.models.llm import freeze
 from xib.models.projectors import Projection
 from xib.prompts import Slot, answer_text, prompt_cues
+
+if TYPE_CHECKING:
+    from xib.models.config import GenerationConfig, ModelConfig, PromptConfig
 
 IGNORE = -100
 
@@ -133,7 +136,7 @@ class PromptPacker:
     def __init__(
         self,
         tokenizer: Any,
-        prompt_cfg: Any,
+        prompt_cfg: PromptConfig,
         num_tokens: Mapping[str, int],
         qformer_vocab: Mapping[str, int],
         max_instruction_tokens: int,
@@ -358,7 +361,7 @@ class XInstructBLIP(nn.Module):
         llm: Any,
         tokenizer: Any,
         projections: Mapping[str, Projection],
-        model_cfg: Any,
+        model_cfg: ModelConfig,
         qformer_tokenizer: Any = None,
     ) -> None:
         super().__init__()
@@ -558,7 +561,10 @@ class XInstructBLIP(nn.Module):
     # ------------------------------------------------------------------------------------ inference
     @torch.no_grad()
     def generate(
-        self, prompts: Sequence[Sequence[Segment]], generation_cfg: Any = None, batch_size: int = 32
+        self,
+        prompts: Sequence[Sequence[Segment]],
+        generation_cfg: GenerationConfig | None = None,
+        batch_size: int = 32,
     ) -> list[str]:
         """Answers to `prompts`, batched (left padding) with the LLM's KV-cached `generate`."""
         gen = generation_cfg if generation_cfg is not None else self.cfg.generation

@@ -10,17 +10,20 @@ import json
 import math
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from xib.errors import DataError, XibError
+from xib.train.config import MIXES
+
+if TYPE_CHECKING:
+    from xib.config import XibConfig
 
 REQUIRED = ("item_id", "instruction", "answer")
-MIXES = ("sqrt", "proportional", "uniform")
 
 
-def instruct_path(cfg: Any, modality: str, split: str) -> Path:
+def instruct_path(cfg: XibConfig, modality: str, split: str) -> Path:
     return Path(cfg.paths.data) / "instruct" / modality / f"{split}.jsonl"
 
 

@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xib.errors import XibError
 
-ZERO_STAGES = (0, 1, 2, 3)
-DTYPES = ("fp32", "bf16")
+if TYPE_CHECKING:
+    from xib.train.config import TrainConfig
+
+from xib.train.config import DTYPES, ZERO_STAGES
 
 
-def use_bf16(train_cfg: Any, on_accelerator: bool) -> bool:
+def use_bf16(train_cfg: TrainConfig, on_accelerator: bool) -> bool:
     """bf16 only where an accelerator runs it; on CPU training stays fp32 whatever the config says."""
     if train_cfg.dtype not in DTYPES:
         raise XibError(f"train.dtype={train_cfg.dtype!r}: must be one of {', '.join(DTYPES)}")
     return train_cfg.dtype == "bf16" and on_accelerator
 
 
-def build_ds_config(train_cfg: Any, world_size: int, on_accelerator: bool = False) -> dict[str, Any]:
+def build_ds_config(train_cfg: TrainConfig, world_size: int, on_accelerator: bool = False) -> dict[str, Any]:
     """DeepSpeed config for `deepspeed.initialize(config=...)`.
 
     The optimizer and LR schedule are torch objects passed to `deepspeed.initialize` (a torch AdamW

@@ -14,20 +14,23 @@ import json
 import logging
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xib.errors import DataError, XibError
 from xib.hashing import sha256_file
 from xib.io import atomic_path
+from xib.train.config import FEATURE_DTYPES as DTYPES
+
+if TYPE_CHECKING:
+    from xib.config import XibConfig
 
 log = logging.getLogger(__name__)
 
 INDEX = "index.json"
 FORMAT_VERSION = 1
-DTYPES = {"float32", "float16", "bfloat16"}
 
 
-def cache_dir(cfg: Any, modality: str, split: str) -> Path:
+def cache_dir(cfg: XibConfig, modality: str, split: str) -> Path:
     return Path(cfg.paths.artifacts) / "features" / modality / split
 
 
@@ -181,7 +184,7 @@ def _batched(iterable: Iterable[Any], size: int) -> Iterator[list[Any]]:
         yield batch
 
 
-def build_cache(cfg: Any, modality: str, split: str, encoder: Any = None, force: bool = False) -> Path:
+def build_cache(cfg: XibConfig, modality: str, split: str, encoder: Any = None, force: bool = False) -> Path:
     """Run the frozen encoder over one split's manifest into `artifacts/features/<m>/<split>/`.
 
     Reuses the cache when its key (encoder fingerprint, manifest hash, storage dtype) is unchanged.
@@ -252,7 +255,7 @@ def build_cache(cfg: Any, modality: str, split: str, encoder: Any = None, force:
     return out
 
 
-def build_all(cfg: Any, modality: str, splits: Iterable[str] | None = None) -> dict[str, Path]:
+def build_all(cfg: XibConfig, modality: str, splits: Iterable[str] | None = None) -> dict[str, Path]:
     """Every split of one modality, with the encoder built once."""
     from xib.models.encoders import build_encoder
 

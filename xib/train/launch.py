@@ -17,8 +17,8 @@ from typing import Any
 
 from xib.errors import XibError
 from xib.net import free_port
+from xib.train.config import LAUNCHERS
 
-LAUNCHERS = ("torchrun", "deepspeed", "none")
 REPO = Path(__file__).resolve().parents[2]
 
 

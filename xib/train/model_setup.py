@@ -11,13 +11,16 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from xib.config import for_modality
 from xib.errors import XibError
+
+if TYPE_CHECKING:
+    from xib.config import XibConfig
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +87,7 @@ def examples(modality: str, records: list[dict[str, Any]]) -> list[tuple[list[An
     return out
 
 
-def build(cfg: Any, modality: str, feature_dim: int, device: torch.device) -> Setup:
+def build(cfg: XibConfig, modality: str, feature_dim: int, device: torch.device) -> Setup:
     from xib.models.checkpoint import load_qformer_tokenizer, new_projection, resolve_qformer_vocab
     from xib.models.llm import load_llm
     from xib.models.xinstructblip import XInstructBLIP

@@ -28,11 +28,12 @@ import torch
 from torch import nn
 
 from xib.errors import XibError
+from xib.models.config import ENCODER_FAMILIES as FAMILIES
 from xib.models.config import EncoderConfig
 
 log = logging.getLogger(__name__)
 
-FAMILIES = ("clip_vision", "blip2_vision", "ast", "pointbert")
+
 # Keys of a saved backbone config that say nothing about what the encoder computes.
 _VOLATILE_CONFIG_KEYS = frozenset(
     {"transformers_version", "_name_or_path", "architectures", "dtype", "torch_dtype", "output_hidden_states"}
