@@ -206,7 +206,7 @@ def test_batched_loss_equals_per_sample_loss(model):
 
 def test_loss_needs_answers_and_known_modalities(llm_dir):
     m = tiny_model(llm_dir, {"image": 24})
-    with pytest.raises(XibError, match="answers"):
+    with pytest.raises(ValueError, match="answers"):
         m.loss(m.collate([(["what ?"], None)]))
     with pytest.raises(XibError, match="no projection"):
         m.collate([([media("pc")], "x")])

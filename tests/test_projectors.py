@@ -75,9 +75,9 @@ def test_qformer_reads_the_instruction_linear_does_not():
 
 
 def test_unknown_kind_and_unresolved_vocab_are_clear_errors():
-    with pytest.raises(XibError, match="projection.kind"):
+    with pytest.raises(ValueError, match="projection.kind"):
         build_projection(ProjectionConfig(kind="mlp"), 8, 8)
-    with pytest.raises(XibError, match="qformer_vocab_size"):
+    with pytest.raises(ValueError, match="qformer_vocab_size"):
         build_projection(ProjectionConfig(kind="qformer", qformer_vocab_size=0), 8, 8)
 
 

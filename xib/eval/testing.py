@@ -54,14 +54,14 @@ def make_tiny_project(
     from xib.train.features import cache_dir, write_features
 
     rng = random.Random(seed)
-    data, artifacts = Path(str(cfg.paths.data)), Path(str(cfg.paths.artifacts))
-    llm_dir = Path(str(cfg.model.llm.path))
+    data, artifacts = Path(cfg.paths.data), Path(cfg.paths.artifacts)
+    llm_dir = Path(cfg.model.llm.path)
     if not (llm_dir / "config.json").is_file():
         save_tiny_llm(llm_dir, seed=seed, **dict(llm_arch or {}))  # type: ignore[arg-type]  # sizes only: ints
     llm, tokenizer = load_llm(cfg.model.llm)
     hidden = llm.get_input_embeddings().weight.shape[1]
     vocab = resolve_qformer_vocab(cfg.model.projection, tokenizer)
-    split = str(cfg.eval.split)
+    split = cfg.eval.split
     views = {"video": 2, "audio": 2}
     checkpoints: dict[str, Path] = {}
     captions: dict[str, dict[str, str]] = {}

@@ -179,16 +179,16 @@ def pretrain(
     import torch
     from tqdm import tqdm
 
-    torch.set_num_threads(int(pretrain_cfg.threads))
-    torch.manual_seed(int(pretrain_cfg.seed))
+    torch.set_num_threads(pretrain_cfg.threads)
+    torch.manual_seed(pretrain_cfg.seed)
     encoded = tokenizer(list(lines), add_special_tokens=False)["input_ids"]
     marker = tokenizer(" answer:", add_special_tokens=False)["input_ids"]
-    weight = float(pretrain_cfg.answer_loss_weight)
+    weight = pretrain_cfg.answer_loss_weight
     docs = []
     for ids in encoded:
         doc = [tokenizer.bos_token_id, *ids, tokenizer.eos_token_id]
         docs.append(list(zip(doc, answer_weights(doc, marker, weight))))
-    steps, seq_len = int(pretrain_cfg.steps), int(pretrain_cfg.seq_len)
+    steps, seq_len = pretrain_cfg.steps, pretrain_cfg.seq_len
     if max(len(d) for d in docs) > seq_len:
         raise XibError(
             f"bootstrap.llm.pretrain.seq_len={seq_len} is shorter than the longest corpus line "
@@ -198,30 +198,28 @@ def pretrain(
     no_decay = [p for p in model.parameters() if p.ndim < 2]
     optimizer = torch.optim.AdamW(
         [
-            {"params": decay, "weight_decay": float(pretrain_cfg.weight_decay)},
+            {"params": decay, "weight_decay": pretrain_cfg.weight_decay},
             {"params": no_decay, "weight_decay": 0.0},
         ],
-        lr=float(pretrain_cfg.lr),
+        lr=pretrain_cfg.lr,
         betas=(float(pretrain_cfg.betas[0]), float(pretrain_cfg.betas[1])),
     )
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer,
-        lambda s: lr_factor(s, int(pretrain_cfg.warmup_steps), steps, float(pretrain_cfg.min_lr_ratio)),
+        lambda s: lr_factor(s, pretrain_cfg.warmup_steps, steps, pretrain_cfg.min_lr_ratio),
     )
-    batches = _batches(
-        docs, seq_len, int(pretrain_cfg.batch_size), tokenizer.pad_token_id, int(pretrain_cfg.seed)
-    )
+    batches = _batches(docs, seq_len, pretrain_cfg.batch_size, tokenizer.pad_token_id, pretrain_cfg.seed)
     model.train()
     losses: list[float] = []
     started = time.perf_counter()
-    log_every = max(1, int(pretrain_cfg.log_every))
+    log_every = max(1, pretrain_cfg.log_every)
     with tqdm(total=steps, desc="pre-train demo LLM", unit="step", file=sys.stderr, mininterval=2.0) as bar:
         for step in range(steps):
             ids, mask, weights = next(batches)
             loss = weighted_lm_loss(model(input_ids=ids, attention_mask=mask).logits, ids, weights)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), float(pretrain_cfg.grad_clip))
+            torch.nn.utils.clip_grad_norm_(model.parameters(), pretrain_cfg.grad_clip)
             optimizer.step()
             schedule.step()
             losses.append(float(loss.detach()))
@@ -229,7 +227,7 @@ def pretrain(
                 recent = sum(losses[-log_every:]) / len(losses[-log_every:])
                 bar.set_postfix(loss=f"{recent:.4f}", lr=f"{schedule.get_last_lr()[0]:.2e}")
             bar.update(1)
-            every = int(pretrain_cfg.eval_every)
+            every = pretrain_cfg.eval_every
             if probe is not None and every > 0 and (step + 1) % every == 0 and step + 1 < steps:
                 model.eval()
                 bar.write(
@@ -240,7 +238,7 @@ def pretrain(
     tail = losses[-log_every:]
     return {
         "steps": steps,
-        "tokens_per_step": int(pretrain_cfg.batch_size) * seq_len,
+        "tokens_per_step": pretrain_cfg.batch_size * seq_len,
         "first_loss": losses[0] if losses else None,
         "final_loss": sum(tail) / len(tail) if tail else None,
         "seconds": time.perf_counter() - started,
@@ -257,14 +255,14 @@ def ceiling_sets(cfg: XibConfig) -> tuple[dict[str, list[Comparison]], dict[str,
     seen_pairs = [p for p in comparable_kind_pairs() if p not in set(held)]
     heldout: dict[str, list[Comparison]] = {}
     seen: dict[str, list[Comparison]] = {}
-    rng = random.Random(int(cfg.data.corpus.seed) + 1)
+    rng = random.Random(cfg.data.corpus.seed + 1)
     for order in ceiling.pairs:
         examples = comparisons([order], held, cfg.model.prompt)
-        if int(ceiling.max_examples) > 0:
-            examples = rng.sample(examples, min(len(examples), int(ceiling.max_examples)))
+        if ceiling.max_examples > 0:
+            examples = rng.sample(examples, min(len(examples), ceiling.max_examples))
         heldout[order] = examples
         universe = comparisons([order], seen_pairs, cfg.model.prompt)
-        seen[order] = rng.sample(universe, min(len(universe), int(ceiling.seen_examples)))
+        seen[order] = rng.sample(universe, min(len(universe), ceiling.seen_examples))
     return heldout, seen
 
 
@@ -340,7 +338,7 @@ def evaluate_ceiling(model: Any, tokenizer: Any, cfg: XibConfig) -> dict[str, An
     from xib.answers import interpreter
 
     ceiling = cfg.bootstrap.llm.ceiling
-    answer_eos = bool(cfg.model.prompt.answer_eos)
+    answer_eos = cfg.model.prompt.answer_eos
     interpret: Callable[[str, Sequence[str]], int | None] = interpreter(cfg.eval.discrn)
     heldout, seen = ceiling_sets(cfg)
     result: dict[str, Any] = {
@@ -355,10 +353,8 @@ def evaluate_ceiling(model: Any, tokenizer: Any, cfg: XibConfig) -> dict[str, An
     for order, examples in heldout.items():
         labels = [e.label for e in examples]
         prompts = [e.prompt for e in examples]
-        picks = score_logits(model, tokenizer, prompts, answer_eos, int(ceiling.batch_size))
-        texts = generate_answers(
-            model, tokenizer, prompts, int(ceiling.max_new_tokens), int(ceiling.batch_size)
-        )
+        picks = score_logits(model, tokenizer, prompts, answer_eos, ceiling.batch_size)
+        texts = generate_answers(model, tokenizer, prompts, ceiling.max_new_tokens, ceiling.batch_size)
         read = [interpret(t, e.modalities) for t, e in zip(texts, examples)]
         result["examples"][order] = len(examples)
         result["logits"][order] = _accuracy(picks, labels)
@@ -367,13 +363,13 @@ def evaluate_ceiling(model: Any, tokenizer: Any, cfg: XibConfig) -> dict[str, An
         result["samples"][order] = dict(Counter(texts).most_common(3))
         seen_examples = seen[order]
         seen_picks = score_logits(
-            model, tokenizer, [e.prompt for e in seen_examples], answer_eos, int(ceiling.batch_size)
+            model, tokenizer, [e.prompt for e in seen_examples], answer_eos, ceiling.batch_size
         )
         result["seen_logits"][order] = _accuracy(seen_picks, [e.label for e in seen_examples])
     mins = {s: min(result[s].values()) for s in ("logits", "generate")} if heldout else {}
     result["min"] = mins
-    result["target"] = float(ceiling.target)
-    result["meets_target"] = bool(mins) and all(v >= float(ceiling.target) for v in mins.values())
+    result["target"] = ceiling.target
+    result["meets_target"] = bool(mins) and all(v >= ceiling.target for v in mins.values())
     return result
 
 
@@ -420,10 +416,10 @@ def train_llm(cfg: XibConfig, corpus: Path, corpus_sha: str, target: Path) -> di
     if not lines:
         raise XibError(f"{corpus}: the corpus is empty")
     started = time.perf_counter()
-    tokenizer = build_tokenizer(lines, int(llm_cfg.arch.vocab_min_frequency))
-    model = build_model(llm_cfg.arch, tokenizer, int(llm_cfg.pretrain.seed))
+    tokenizer = build_tokenizer(lines, llm_cfg.arch.vocab_min_frequency)
+    model = build_model(llm_cfg.arch, tokenizer, llm_cfg.pretrain.seed)
     heldout, _ = ceiling_sets(cfg)
-    answer_eos = bool(cfg.model.prompt.answer_eos)
+    answer_eos = cfg.model.prompt.answer_eos
 
     def probe(m: Any) -> str:
         accs = {
@@ -448,7 +444,7 @@ def train_llm(cfg: XibConfig, corpus: Path, corpus_sha: str, target: Path) -> di
         "vocab_size": len(tokenizer),
         "pretrain": stats,
         "wall_seconds": time.perf_counter() - started,
-        "threads": int(llm_cfg.pretrain.threads),
+        "threads": llm_cfg.pretrain.threads,
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
     }
     with atomic_path(target) as tmp:
@@ -464,15 +460,15 @@ def train_llm(cfg: XibConfig, corpus: Path, corpus_sha: str, target: Path) -> di
 def bootstrap_llm(cfg: XibConfig) -> dict[str, Any]:
     """Make `bootstrap.llm.output_dir`: copy the shipped demo LLM when it matches, else pre-train it."""
     llm_cfg = cfg.bootstrap.llm
-    if not bool(llm_cfg.enabled):
+    if not llm_cfg.enabled:
         return {"source": "disabled"}
     corpus = corpus_path(cfg)
     if not corpus.is_file():
         raise XibError(f"{corpus}: no corpus (run `xib world`, or `xib corpus` for the text alone)")
     corpus_sha = sha256_file(corpus)
-    target = Path(str(llm_cfg.output_dir))
-    if bool(llm_cfg.use_shipped):
-        shipped = _resolve_repo_path(str(llm_cfg.shipped_dir))
+    target = Path(llm_cfg.output_dir)
+    if llm_cfg.use_shipped:
+        shipped = _resolve_repo_path(llm_cfg.shipped_dir)
         ok, why = shipped_matches(shipped, corpus_sha, cfg)
         if ok:
             with atomic_path(target) as tmp:
@@ -486,10 +482,10 @@ def bootstrap_llm(cfg: XibConfig) -> dict[str, Any]:
 def ship_llm(cfg: XibConfig) -> Path:
     """Copy the built demo LLM (`output_dir`) into the repository's `shipped_dir`."""
     llm_cfg = cfg.bootstrap.llm
-    source = Path(str(llm_cfg.output_dir))
+    source = Path(llm_cfg.output_dir)
     if not (source / "provenance.json").is_file():
         raise XibError(f"{source}: no demo LLM built by `xib bootstrap` here")
-    target = _resolve_repo_path(str(llm_cfg.shipped_dir))
+    target = _resolve_repo_path(llm_cfg.shipped_dir)
     with atomic_path(target) as tmp:
         shutil.copytree(source, tmp)
     return target

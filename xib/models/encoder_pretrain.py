@@ -134,16 +134,16 @@ def train_encoder(
     """
     from tqdm import tqdm
 
-    generator = torch.Generator().manual_seed(int(pcfg.seed))
+    generator = torch.Generator().manual_seed(pcfg.seed)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(pcfg.seed))
+        torch.manual_seed(pcfg.seed)
         head = nn.Linear(encoder.hidden_size, num_classes)
     encoder.unfreeze()
     params = [p for p in encoder.parameters() if p.requires_grad] + list(head.parameters())
-    optimizer = torch.optim.AdamW(params, lr=float(pcfg.lr), weight_decay=float(pcfg.weight_decay))
-    warmup = int(pcfg.warmup_steps)
+    optimizer = torch.optim.AdamW(params, lr=pcfg.lr, weight_decay=pcfg.weight_decay)
+    warmup = pcfg.warmup_steps
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, warmup, steps))
-    batch = min(int(pcfg.batch_size), len(inputs))
+    batch = min(pcfg.batch_size, len(inputs))
     losses: list[float] = []
     try:
         bar = tqdm(range(steps), desc=desc, leave=False, disable=None)
@@ -219,9 +219,9 @@ def measure(
         test_x,
         test[1],
         num_classes,
-        int(pcfg.probe_steps),
-        float(pcfg.probe_lr),
-        int(pcfg.seed),
+        pcfg.probe_steps,
+        pcfg.probe_lr,
+        pcfg.seed,
     )
 
 
@@ -269,13 +269,13 @@ def pretrain_encoders(cfg: XibConfig, force: bool = False) -> dict[str, Any]:
         if m not in encoders:
             raise XibError(f"encoder_pretrain names {m!r}, which has no entry in model.encoders")
     threads = torch.get_num_threads()
-    torch.set_num_threads(int(pcfg.threads))
-    report: dict[str, Any] = {"target": str(pcfg.target), "modalities": {}}
+    torch.set_num_threads(pcfg.threads)
+    report: dict[str, Any] = {"target": pcfg.target, "modalities": {}}
     try:
         classes_by: dict[str, list[str]] = {}
         for m in pcfg.modalities:
             started = time.time()
-            train = load_world_split(cfg, m, "train", pcfg.target, int(pcfg.max_items), int(pcfg.seed))
+            train = load_world_split(cfg, m, "train", pcfg.target, pcfg.max_items, pcfg.seed)
             for source in pcfg.frames_from.get(m, []):
                 train = with_frames_of(train, load_world_split(cfg, source, "train", pcfg.target, 0, 0))
             classes = sorted(set(train.labels))
@@ -329,9 +329,9 @@ def measure_modality(cfg: XibConfig, modality: str, out_dir: Path) -> dict[str, 
     trained_dir = out_dir / source
     if not (trained_dir / "config.json").is_file():
         raise XibError(f"{trained_dir}: no pre-trained {source} encoder to measure {modality} with")
-    limit = int(pcfg.eval_max_items)
-    train = load_world_split(cfg, modality, "train", pcfg.target, limit, int(pcfg.seed))
-    test = load_world_split(cfg, modality, str(pcfg.eval_split), pcfg.target, limit, int(pcfg.seed))
+    limit = pcfg.eval_max_items
+    train = load_world_split(cfg, modality, "train", pcfg.target, limit, pcfg.seed)
+    test = load_world_split(cfg, modality, pcfg.eval_split, pcfg.target, limit, pcfg.seed)
     classes = sorted(set(train.labels))
     base = encoder_config(cfg.model.encoders[modality])
     result: dict[str, Any] = {

@@ -21,11 +21,11 @@ def load_llm(llm_cfg: LLMConfig) -> tuple[Any, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    path = Path(str(llm_cfg.path))
+    path = Path(llm_cfg.path)
     if not (path / "config.json").is_file():
         raise XibError(f"{path}: no LLM here (expected a save_pretrained directory; run `xib bootstrap`)")
     if llm_cfg.dtype not in DTYPES:
-        raise XibError(f"model.llm.dtype={llm_cfg.dtype!r}: expected one of {DTYPES}")
+        raise ValueError(f"model.llm.dtype={llm_cfg.dtype!r}: expected one of {DTYPES}")
     tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     model = AutoModelForCausalLM.from_pretrained(
         str(path), local_files_only=True, dtype=getattr(torch, llm_cfg.dtype)

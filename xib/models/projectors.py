@@ -91,7 +91,9 @@ class QFormerProjection(Projection):
         from transformers import InstructBlipQFormerConfig, InstructBlipQFormerModel
 
         if config.qformer_vocab_size <= 0:
-            raise XibError("projection.qformer_vocab_size must be resolved (> 0) before building a Q-Former")
+            raise ValueError(
+                "projection.qformer_vocab_size must be resolved (> 0) before building a Q-Former"
+            )
         self.qformer_config = InstructBlipQFormerConfig(
             vocab_size=config.qformer_vocab_size,
             hidden_size=config.qformer_hidden,
@@ -183,10 +185,10 @@ def build_projection(
     """
     config = as_projection_config(proj_cfg)
     if config.kind not in PROJECTIONS:
-        raise XibError(f"projection.kind={config.kind!r}: expected one of {sorted(PROJECTIONS)}")
+        raise ValueError(f"projection.kind={config.kind!r}: expected one of {sorted(PROJECTIONS)}")
     if config.kind == "qformer" and config.qformer_vocab_size <= 0:
         if not qformer_vocab_size:
-            raise XibError(
+            raise ValueError(
                 "projection.qformer_vocab_size is 0 (= the tokenizer's size): pass qformer_vocab_size"
             )
         config = ProjectionConfig(**{**asdict(config), "qformer_vocab_size": int(qformer_vocab_size)})

@@ -44,11 +44,11 @@ class MediaInput:
 
     def __post_init__(self) -> None:
         if self.features.dim() != 3:
-            raise XibError(
+            raise ValueError(
                 f"MediaInput({self.modality}): features must be [views, tokens, dim], got {tuple(self.features.shape)}"
             )
         if self.mask is not None and tuple(self.mask.shape) != tuple(self.features.shape[:2]):
-            raise XibError(
+            raise ValueError(
                 f"MediaInput({self.modality}): mask {tuple(self.mask.shape)} does not match features "
                 f"{tuple(self.features.shape[:2])}"
             )
@@ -66,7 +66,9 @@ def fill_slots(segments: Sequence[Any], inputs: Sequence[MediaInput]) -> Prompt:
         if isinstance(segment, Slot):
             media = inputs[segment.index]
             if media.modality != segment.modality:
-                raise XibError(f"prompt slot {segment.index} wants {segment.modality}, got {media.modality}")
+                raise ValueError(
+                    f"prompt slot {segment.index} wants {segment.modality}, got {media.modality}"
+                )
             prompt.append(media)
         else:
             prompt.append(segment)
@@ -145,8 +147,8 @@ class PromptPacker:
     ) -> None:
         self.tokenizer = tokenizer
         self.cues = prompt_cues(prompt_cfg)
-        self.answer_eos = bool(prompt_cfg.answer_eos)
-        template = str(prompt_cfg.template)
+        self.answer_eos = prompt_cfg.answer_eos
+        template = prompt_cfg.template
         if template.count("{prompt}") != 1:
             raise XibError(f"model.prompt.template={template!r}: must contain {{prompt}} exactly once")
         self.head, self.tail = template.split("{prompt}")
@@ -205,9 +207,9 @@ class PromptPacker:
         captions: Sequence[str] | None = None,
     ) -> PromptBatch:
         if padding_side not in ("right", "left"):
-            raise XibError(f"padding_side={padding_side!r}: expected right or left")
+            raise ValueError(f"padding_side={padding_side!r}: expected right or left")
         if not examples:
-            raise XibError("an empty batch")
+            raise ValueError("an empty batch")
         sequences: list[list[int]] = []
         label_rows: list[list[int]] = []
         placed: list[tuple[int, int, MediaInput]] = []  # (row, start, input)
@@ -231,7 +233,7 @@ class PromptPacker:
                     views = self.views_of(segment)[0].shape[0]
                     ids += [self.pad_id] * (self.num_tokens[segment.modality] * views)
                 else:
-                    raise XibError(
+                    raise TypeError(
                         f"prompt segment of type {type(segment).__name__}: expected str or MediaInput"
                     )
             labels = [IGNORE] * len(ids)
@@ -269,7 +271,7 @@ class PromptPacker:
         )
         if captions is not None:
             if len(captions) != batch:
-                raise XibError(f"{len(captions)} captions for {batch} examples")
+                raise ValueError(f"{len(captions)} captions for {batch} examples")
             cap = [self.text_ids(c) for c in captions]
             width = max(1, max(len(c) for c in cap))
             result.caption_ids = torch.full((batch, width), self.pad_id, dtype=torch.long)
@@ -297,7 +299,9 @@ class PromptPacker:
             seen = {i: self.views_of(inputs[i]) for i in indices}
             dims = {seen[i][0].shape[-1] for i in indices}
             if len(dims) != 1:
-                raise XibError(f"{modality} inputs with different feature widths {sorted(dims)} in one batch")
+                raise ValueError(
+                    f"{modality} inputs with different feature widths {sorted(dims)} in one batch"
+                )
             n_max = max(seen[i][0].shape[1] for i in indices)
             views_total = sum(seen[i][0].shape[0] for i in indices)
             first = seen[indices[0]][0]
@@ -376,7 +380,7 @@ class XInstructBLIP(nn.Module):
                     f"{modality} projection outputs width {projection.llm_hidden}, the LLM reads {hidden}"
                 )
         if tokenizer.pad_token_id is None:
-            raise XibError("the tokenizer has no pad token (load it with xib.models.llm.load_llm)")
+            raise ValueError("the tokenizer has no pad token (load it with xib.models.llm.load_llm)")
         self.packer = PromptPacker(
             tokenizer,
             model_cfg.prompt,
@@ -384,7 +388,7 @@ class XInstructBLIP(nn.Module):
             qformer_vocab={
                 m: p.config.qformer_vocab_size for m, p in projections.items() if p.instruction_aware
             },
-            max_instruction_tokens=int(model_cfg.projection.max_instruction_tokens),
+            max_instruction_tokens=model_cfg.projection.max_instruction_tokens,
             qformer_tokenizer=qformer_tokenizer,
             joined_views=[m for m, p in projections.items() if p.config.join_views],
         )
@@ -496,7 +500,7 @@ class XInstructBLIP(nn.Module):
     def forward(self, batch: PromptBatch) -> XibOutput:
         """Causal LM cross-entropy on the answer tokens only."""
         if batch.labels is None:
-            raise XibError("loss needs answers: collate (prompt, answer) examples")
+            raise ValueError("loss needs answers: collate (prompt, answer) examples")
         embeds, soft = self.embed(batch)
         attention_mask = batch.attention_mask.to(self.device)
         labels = batch.labels.to(self.device)
@@ -527,7 +531,7 @@ class XInstructBLIP(nn.Module):
         from xib.models.anchor import caption_anchor_loss
 
         if batch.caption_ids is None or batch.caption_mask is None:
-            raise XibError("anchor loss needs the captions: collate(..., captions=[...])")
+            raise ValueError("anchor loss needs the captions: collate(..., captions=[...])")
         caption_ids = batch.caption_ids.to(self.device)
         caption_mask = batch.caption_mask.to(self.device)
         if per_view:
@@ -605,7 +609,7 @@ class XInstructBLIP(nn.Module):
         else:
             per_prompt = [list(c) for c in candidates]  # type: ignore[arg-type]
         if len(per_prompt) != len(prompts):
-            raise XibError(f"{len(per_prompt)} candidate lists for {len(prompts)} prompts")
+            raise ValueError(f"{len(per_prompt)} candidate lists for {len(prompts)} prompts")
         pairs = [(i, c) for i, cands in enumerate(per_prompt) for c in cands]
         losses: list[float] = []
         for chunk in _chunks(pairs, batch_size):

@@ -56,7 +56,7 @@ def read_instructions(path: str | Path) -> list[dict[str, Any]]:
 def task_weights(sizes: dict[str, int], mix: str) -> dict[str, float]:
     """Sampling probability per task: sqrt(size) (the paper), proportional to size, or uniform."""
     if mix not in MIXES:
-        raise XibError(f"train.mix={mix!r}: must be one of {', '.join(MIXES)}")
+        raise ValueError(f"train.mix={mix!r}: must be one of {', '.join(MIXES)}")
     raw = {
         task: (math.sqrt(n) if mix == "sqrt" else float(n) if mix == "proportional" else 1.0)
         for task, n in sizes.items()

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from xib.errors import XibError
-
 if TYPE_CHECKING:
     from xib.train.config import TrainConfig
 
@@ -15,7 +13,7 @@ from xib.train.config import DTYPES, ZERO_STAGES
 def use_bf16(train_cfg: TrainConfig, on_accelerator: bool) -> bool:
     """bf16 only where an accelerator runs it; on CPU training stays fp32 whatever the config says."""
     if train_cfg.dtype not in DTYPES:
-        raise XibError(f"train.dtype={train_cfg.dtype!r}: must be one of {', '.join(DTYPES)}")
+        raise ValueError(f"train.dtype={train_cfg.dtype!r}: must be one of {', '.join(DTYPES)}")
     return train_cfg.dtype == "bf16" and on_accelerator
 
 
@@ -25,11 +23,11 @@ def build_ds_config(train_cfg: TrainConfig, world_size: int, on_accelerator: boo
     The optimizer and LR schedule are torch objects passed to `deepspeed.initialize` (a torch AdamW
     avoids compiling FusedAdam), so the JSON carries no "optimizer"/"scheduler" section.
     """
-    stage = int(train_cfg.zero_stage)
+    stage = train_cfg.zero_stage
     if stage not in ZERO_STAGES:
-        raise XibError(f"train.zero_stage={stage}: must be one of {ZERO_STAGES}")
+        raise ValueError(f"train.zero_stage={stage}: must be one of {ZERO_STAGES}")
     if world_size < 1 or train_cfg.micro_batch_size < 1 or train_cfg.grad_accum < 1:
-        raise XibError(
+        raise ValueError(
             f"world_size={world_size}, train.micro_batch_size={train_cfg.micro_batch_size}, "
             f"train.grad_accum={train_cfg.grad_accum}: all must be >= 1"
         )
@@ -57,9 +55,9 @@ def build_ds_config(train_cfg: TrainConfig, world_size: int, on_accelerator: boo
     bf16 = use_bf16(train_cfg, on_accelerator)
     return {
         "train_batch_size": int(train_cfg.micro_batch_size * train_cfg.grad_accum * world_size),
-        "train_micro_batch_size_per_gpu": int(train_cfg.micro_batch_size),
-        "gradient_accumulation_steps": int(train_cfg.grad_accum),
-        "gradient_clipping": float(train_cfg.grad_clip),
+        "train_micro_batch_size_per_gpu": train_cfg.micro_batch_size,
+        "gradient_accumulation_steps": train_cfg.grad_accum,
+        "gradient_clipping": train_cfg.grad_clip,
         "zero_optimization": zero,
         "bf16": {"enabled": bf16},
         "fp16": {"enabled": False},

@@ -52,7 +52,7 @@ class FeatureShardWriter:
 
     def __init__(self, out_dir: Path, shard_items: int, dtype: str = "float32") -> None:
         if dtype not in DTYPES:
-            raise XibError(f"train.feature_dtype={dtype!r}: must be one of {sorted(DTYPES)}")
+            raise ValueError(f"train.feature_dtype={dtype!r}: must be one of {sorted(DTYPES)}")
         self.out_dir, self.shard_items, self.dtype = Path(out_dir), max(int(shard_items), 1), dtype
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.shards: list[dict[str, Any]] = []
@@ -67,7 +67,7 @@ class FeatureShardWriter:
         if item_id in self._seen:
             raise DataError(str(self.out_dir), "item ids must be unique", row=item_id)
         if features.dim() != 3 or tuple(mask.shape) != tuple(features.shape[:2]):
-            raise XibError(
+            raise ValueError(
                 f"encoder output for {item_id}: expected features [V, N, D] and mask [V, N], "
                 f"got {tuple(features.shape)} and {tuple(mask.shape)}"
             )
@@ -230,12 +230,12 @@ def build_cache(cfg: XibConfig, modality: str, split: str, encoder: Any = None, 
         "manifest": str(manifest),
         "manifest_sha256": manifest_sha,
     }
-    torch.manual_seed(int(cfg.seed))
+    torch.manual_seed(cfg.seed)
     with atomic_path(out) as tmp:
         writer = FeatureShardWriter(tmp, cfg.train.feature_shard_items, cfg.train.feature_dtype)
         bar = tqdm(total=len(df), desc=f"features {modality}/{split}", unit="item", leave=False)
         items = iter_items(df, manifest.parent)
-        for batch in _batched(items, max(int(cfg.train.feature_batch_size), 1)):
+        for batch in _batched(items, max(cfg.train.feature_batch_size, 1)):
             arrays = []
             for row, data in batch:
                 try:

@@ -97,7 +97,7 @@ def build(cfg: XibConfig, modality: str, feature_dim: int, device: torch.device)
     hidden = int(llm.get_input_embeddings().weight.shape[1])
     init_dir = None
     if cfg.modality.init_from:  # the paper: video starts from the trained image projection
-        init_dir = Path(cfg.paths.artifacts) / "align" / str(cfg.modality.init_from)
+        init_dir = Path(cfg.paths.artifacts) / "align" / cfg.modality.init_from
         if not (init_dir / "projection.json").is_file():
             raise XibError(
                 f"modality.init_from={cfg.modality.init_from!r}: no projection in {init_dir} "
@@ -115,13 +115,13 @@ def build(cfg: XibConfig, modality: str, feature_dim: int, device: torch.device)
     model = XInstructBLIP(llm, tokenizer, {modality: projection}, cfg.model, qformer_tokenizer).to(device)
     for name, param in model.named_parameters():
         if param.requires_grad and not name.startswith("projections."):
-            raise XibError(f"{name} would train, but only the projection may")
-    anchor_enabled = bool(cfg.train.anchor.enabled)
+            raise RuntimeError(f"{name} would train, but only the projection may")
+    anchor_enabled = cfg.train.anchor.enabled
     objective = AlignmentObjective(
         model,
         projection,
         float(for_modality(cfg.train.anchor, "weight", modality)) if anchor_enabled else None,
-        bool(cfg.train.anchor.per_view),
+        cfg.train.anchor.per_view,
     )
 
     def collate(records: list[dict[str, Any]]) -> Any:
