@@ -90,42 +90,63 @@ def make_tiny_project(
         ]
         write_features(cache_dir(cfg, modality, split), feats, {"key": f"tiny-{seed}", "modality": modality})
 
-        rows: list[dict[str, Any]] = []
-        captions[modality] = {}
-        for n, item_id in enumerate(ids):
-            kind, colour = rng.choice(KINDS), rng.choice(COLOURS)
-            cap = _caption(modality, kind, colour)
-            captions[modality][item_id] = cap
-            base = {"item_id": item_id, "modality": modality, "caption": cap, "source": "tiny"}
-            rows.append(
-                {
-                    **base,
-                    "id": f"{item_id}-c",
-                    "task": "caption",
-                    "instruction": "a short description",
-                    "answer": cap,
-                }
-            )
-            rows.append(
-                {**base, "id": f"{item_id}-q", "task": "qa", "instruction": "what is this ?", "answer": kind}
-            )
-            cands = sorted({kind, *rng.sample(KINDS, 3)})
-            rows.append(
-                {
-                    **base,
-                    "id": f"{item_id}-k",
-                    "task": "classify",
-                    "instruction": "what is this ?",
-                    "answer": kind,
-                    "candidates": cands,
-                }
-            )
-            if n >= items:
-                break
+        rows, captions[modality] = _instruction_rows(modality, ids, items, rng)
         path = data / "instruct" / modality / f"{split}.jsonl"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
+    _write_discrn(data / "discrn", split, modalities, captions, discrn_items, rng)
+    return checkpoints
+
+
+def _instruction_rows(
+    modality: str, ids: list[str], items: int, rng: random.Random
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Caption, QA and classification records for the tiny items, and each item's caption."""
+    rows: list[dict[str, Any]] = []
+    captions: dict[str, str] = {}
+    for n, item_id in enumerate(ids):
+        kind, colour = rng.choice(KINDS), rng.choice(COLOURS)
+        cap = _caption(modality, kind, colour)
+        captions[item_id] = cap
+        base = {"item_id": item_id, "modality": modality, "caption": cap, "source": "tiny"}
+        rows.append(
+            {
+                **base,
+                "id": f"{item_id}-c",
+                "task": "caption",
+                "instruction": "a short description",
+                "answer": cap,
+            }
+        )
+        rows.append(
+            {**base, "id": f"{item_id}-q", "task": "qa", "instruction": "what is this ?", "answer": kind}
+        )
+        cands = sorted({kind, *rng.sample(KINDS, 3)})
+        rows.append(
+            {
+                **base,
+                "id": f"{item_id}-k",
+                "task": "classify",
+                "instruction": "what is this ?",
+                "answer": kind,
+                "candidates": cands,
+            }
+        )
+        if n >= items:
+            break
+    return rows, captions
+
+
+def _write_discrn(
+    discrn_dir: Path,
+    split: str,
+    modalities: tuple[str, ...],
+    captions: dict[str, dict[str, str]],
+    discrn_items: int,
+    rng: random.Random,
+) -> None:
+    """DisCRn examples over the tiny items of each pair whose two modalities were made, both orders."""
     for pair, (m1, m2) in PAIRS.items():
         if m1 not in modalities or m2 not in modalities:
             continue
@@ -143,7 +164,6 @@ def make_tiny_project(
                     "media": [],
                 }
             )  # fmt: skip
-        path = data / "discrn" / pair / f"{split}.json"
+        path = discrn_dir / pair / f"{split}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(out))
-    return checkpoints

@@ -206,6 +206,8 @@ class PromptPacker:
         padding_side: str = "right",
         captions: Sequence[str] | None = None,
     ) -> PromptBatch:
+        # One pass builds the token ids, the labels and the media slots together: splitting it would
+        # walk every prompt's segments twice and keep the slot positions consistent by hand.
         if padding_side not in ("right", "left"):
             raise ValueError(f"padding_side={padding_side!r}: expected right or left")
         if not examples:
