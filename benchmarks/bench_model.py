@@ -153,14 +153,10 @@ def bench_vs_hf(tmp: Path, repeats: int, batch_size: int) -> tuple[float, float,
 
 
 def bench_generation(model, n: int, repeats: int, max_new_tokens: int = 10) -> tuple[float, float]:
-    from omegaconf import OmegaConf
-
     from xib.models.config import GenerationConfig
 
     model.eval()
-    gen = OmegaConf.structured(
-        GenerationConfig(max_new_tokens=max_new_tokens, num_beams=1, min_length=max_new_tokens)
-    )
+    gen = GenerationConfig(max_new_tokens=max_new_tokens, num_beams=1, min_length=max_new_tokens)
     prompts = [p for p, _ in training_examples(n, seed=1)]
     batched = single = 0.0
     batched_t, single_t = [], []

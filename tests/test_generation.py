@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
 from xib.models.config import GenerationConfig
 from xib.models.testing import save_tiny_llm, tiny_model
@@ -55,9 +54,7 @@ def prompts():
 
 
 def greedy(n=6):
-    return OmegaConf.structured(
-        GenerationConfig(max_new_tokens=n, num_beams=1, min_length=1, length_penalty=1.0)
-    )
+    return GenerationConfig(max_new_tokens=n, num_beams=1, min_length=1, length_penalty=1.0)
 
 
 def test_batched_greedy_equals_one_by_one(model):
@@ -89,9 +86,7 @@ def test_kv_cached_generation_equals_a_plain_argmax_loop(model):
 
 
 def test_beam_search_runs_batched_and_matches_single(model):
-    beams = OmegaConf.structured(
-        GenerationConfig(max_new_tokens=4, num_beams=3, min_length=1, length_penalty=1.0)
-    )
+    beams = GenerationConfig(max_new_tokens=4, num_beams=3, min_length=1, length_penalty=1.0)
     ps = prompts()[:4]
     batched = model.generate(ps, beams)
     singles = [model.generate([p], beams)[0] for p in ps]

@@ -3,18 +3,14 @@ parameter counts its config implies: Vicuna-7B frozen, one Q-Former projection p
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
-from omegaconf import OmegaConf
 
-from xib.models.config import ModelConfig
+from xib.config import load_config
 from xib.models.projectors import build_projection
 from xib.models.testing import build_word_tokenizer
 from xib.models.xinstructblip import XInstructBLIP
 
-CONF = Path(__file__).resolve().parents[1] / "conf" / "model" / "vicuna7b.yaml"
 # lmsys/vicuna-7b-v1.1 config.json (a LLaMA-7B)
 VICUNA_7B = dict(
     vocab_size=32000,
@@ -51,7 +47,7 @@ def qformer_projection_params(p, encoder_dim: int, llm_hidden: int) -> int:
 
 @pytest.fixture(scope="module")
 def cfg():
-    return OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.load(CONF))
+    return load_config(["model=vicuna7b"]).model
 
 
 def test_vicuna7b_xinstructblip_on_meta(cfg):

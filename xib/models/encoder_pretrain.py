@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from xib.config import for_modality
+from xib.config import for_modality, to_dict
 from xib.errors import DataError, XibError
 from xib.models.encoders import EncoderOutput, FrozenEncoder, build_encoder, encoder_config
 from xib.schedule import lr_factor
@@ -231,21 +231,10 @@ def label_ids(labels: list[str], classes: list[str]) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------------- the stage
-def _plain(node: Any) -> Any:
-    if dataclasses.is_dataclass(node):
-        return dataclasses.asdict(node)  # type: ignore[arg-type]
-    try:
-        from omegaconf import OmegaConf
-
-        return OmegaConf.to_container(node, resolve=True)
-    except ValueError:
-        return node
-
-
 def _run_key(pcfg: EncoderPretrainConfig, steps: int, enc_cfg: EncoderConfig, checksum: str) -> str:
     plain_enc = dataclasses.asdict(encoder_config(enc_cfg))
     plain_enc.pop("path")
-    plain_p = dict(_plain(pcfg))
+    plain_p = to_dict(pcfg)
     for key in ("output_dir", "eval_modalities", "eval_max_items", "threads", "steps_by_modality"):
         plain_p.pop(key, None)
     plain_p["steps"] = steps  # this encoder's own steps: another modality's do not retrain it
