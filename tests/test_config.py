@@ -40,6 +40,7 @@ def test_overrides_select_groups_and_values(xib_root):
         (["eval.modalities=[image,smell]"], "eval.modalities"),
         (["modality=pc", "modality.init_from=pc"], "must name another modality"),
         (["train"], "is not an override"),
+        (["train.steps=[1,"], "'train.steps=[1,': no viable alternative"),
         (["train.zero_stage=5"], "train.zero_stage=5: must be one of 0, 1, 2, 3"),
         (["train.dtype=fp16"], "train.dtype='fp16': must be one of fp32, bf16"),
         (["train.mix=cubic"], "train.mix='cubic': must be one of sqrt, proportional, uniform"),

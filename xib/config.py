@@ -174,6 +174,9 @@ def one_line(err: Exception) -> str:
     head = lines[0] if lines else type(err).__name__
     if full_key and full_key not in head:
         head = f"{full_key}: {head}"
+    override = getattr(err, "override", None)  # Hydra's OverrideParseException: which override
+    if isinstance(override, str) and override not in head:
+        head = f"{override!r}: {head}"
     append = next((line for line in lines if line.startswith("To append to your config use")), None)
     if append:  # a key the composed config lacks (a new entry in a table): Hydra's own fix
         head += " It is not in the config; to add it, use" + append.removeprefix(
