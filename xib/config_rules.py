@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from xib.data.config import GENERATORS, INGEST_FORMATS, PAIRS, SPLITS, TASKS
+from xib.data.config import GENERATORS, PAIRS, SPLITS, TASKS
 from xib.errors import XibError
 from xib.modalities import MODALITIES
 from xib.models.config import ENCODER_FAMILIES, LLM_DTYPES, PROJECTION_KINDS
@@ -65,7 +65,6 @@ RULES: list[tuple[str, tuple[Callable[[Any], bool], str]]] = [
     ("data.world.entities_per_kind", _at_least(1)),
     ("data.world.workers", _at_least(1)),
     ("data.validate.splits", _all_of(SPLITS)),
-    ("data.ingest.format", _one_of(("", *INGEST_FORMATS))),
     ("data.ingest.on_missing", _one_of(("skip", "error"))),
     ("data.instruct.generator", _one_of(GENERATORS)),
     ("data.instruct.modalities", _all_of(MODALITIES)),
