@@ -280,13 +280,13 @@ def empty_medium(r: Path) -> None:
 
 # (mutation, manifest modality/split, row or None, words of the rule)
 CASES = {
-    "corrupt_image": (corrupt_image, "image/train", 1, "image medium decodes"),
-    "truncated_wav": (truncated_wav, "audio/train", 0, "audio medium decodes"),
+    "corrupt_image": (corrupt_image, "image/train", 1, "image decodes completely"),
+    "truncated_wav": (truncated_wav, "audio/train", 0, "WAV data chunk is complete"),
     "nan_point_cloud": (nan_pc, "pc/train", 2, "point coordinates are finite"),
     "wrong_point_count": (wrong_point_count, "pc/train", 1, "point cloud has 8192 points"),
     "pc_four_columns": (pc_four_columns, "pc/train", 0, "point cloud has shape [N, 3]"),
     "pc_out_of_range": (pc_out_of_range, "pc/train", 2, "point coordinates lie within"),
-    "pickled_pc": (pickled_pc, "pc/train", 1, "pc medium decodes"),
+    "pickled_pc": (pickled_pc, "pc/train", 1, "point cloud holds no pickled objects"),
     "empty_caption": (empty_caption, "image/train", 1, "caption has 1..2000 characters"),
     "blank_caption": (blank_caption, "audio/train", 2, "caption is not blank"),
     "long_caption": (long_caption, "pc/train", 1, "caption has 1..2000 characters"),
@@ -295,7 +295,7 @@ CASES = {
     "missing_shard": (missing_shard, "image/val", 0, "media file exists"),
     "duplicate_id": (duplicate_id, "pc/train", 2, "id is unique"),
     "wrong_sample_rate": (wrong_sample_rate, "audio/train", 1, "audio sample rate is 16000 Hz"),
-    "zero_frame_video": (zero_frame_video, "video/train", 2, "video medium decodes"),
+    "zero_frame_video": (zero_frame_video, "video/train", 2, "video file has a video stream"),
     "too_few_frames_medium": (too_few_frames_medium, "video/train", 1, "video has 5..64 frames"),
     "too_few_frames_manifest": (too_few_frames_manifest, "video/train", 2, "frames is between 5 and 64"),
     "non_utf8_caption": (non_utf8_caption, "image/train", 1, "caption is valid UTF-8 text"),
