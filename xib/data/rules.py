@@ -90,13 +90,18 @@ def check_media(
     if fmt not in ACCEPTED[modality]:
         accepted = "/".join(f.upper() for f in ACCEPTED[modality])
         raise _refuse(name, f"{modality} file is {accepted} by its content (magic bytes)", f"found {fmt}")
-    if modality == "image":
-        return _image(data, fmt, limits, name)
-    if modality == "audio":
-        return _audio(data, fmt, limits, name)
-    if modality == "pc":
-        return _pc(data, fmt, limits, name)
-    return _video(data, limits, name)
+    try:
+        if modality == "image":
+            return _image(data, fmt, limits, name)
+        if modality == "audio":
+            return _audio(data, fmt, limits, name)
+        if modality == "pc":
+            return _pc(data, fmt, limits, name)
+        return _video(data, limits, name)
+    except DataError:
+        raise
+    except Exception as err:  # noqa: BLE001 - the parsers of hostile bytes raise many types; each is a refusal
+        raise _refuse(name, f"{modality} file decodes completely", f"{type(err).__name__}: {str(err)[:200]}") from None
 
 
 # ---------------------------------------------------------------------------------------------- image
@@ -121,6 +126,7 @@ def _image(data: bytes, fmt: str, limits: Any, name: str) -> tuple[np.ndarray, d
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", UserWarning)  # "Corrupt EXIF data": the orientation is then 1
             with Image.open(io.BytesIO(data), formats=["PNG", "JPEG"]) as img:
                 width, height = img.size
                 mode, frames = img.mode, int(getattr(img, "n_frames", 1))
@@ -417,6 +423,8 @@ def _video(data: bytes, limits: Any, name: str) -> tuple[np.ndarray, dict[str, A
                 raise _refuse(name, "video file has a video stream")
             stream = container.streams.video[0]
             stream.thread_count = 1
+            if stream.codec_context is None:  # a stream whose codec FFmpeg could not open
+                raise _refuse(name, "video stream has a decodable codec", "none found")
             codec = str(stream.codec_context.name)
             if codec not in VIDEO_CODECS:
                 raise _refuse(name, f"video codec is one of {', '.join(VIDEO_CODECS)}", codec)
