@@ -428,7 +428,9 @@ def convert_medium(
     stored.update({c: None for c in ("duration_s", "frames", "points")})
     stored.update(converted.meta)
     try:
-        check_medium(modality, pd.Series(stored), converted.data, cfg.data.validate, limits)
+        same = converted.data is data  # stored unchanged: the rules' result for these bytes is in hand
+        decoded = (array, info) if same else None
+        check_medium(modality, pd.Series(stored), converted.data, cfg.data.validate, limits, decoded)
     except RowError as err:
         detail = (f"{err.detail} " if err.detail else "") + f"in the stored medium; {where}"
         raise DataError(str(media_path), f"{err.rule} (xib validate's rule)", detail=detail) from None

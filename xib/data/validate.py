@@ -180,12 +180,20 @@ def _agrees(column: str, manifest_value: Any, actual: float, tolerance: float = 
         )
 
 
-def check_medium(modality: str, row: pd.Series, data: bytes, vcfg: Any, limits: Any) -> None:
+def check_medium(
+    modality: str,
+    row: pd.Series,
+    data: bytes,
+    vcfg: Any,
+    limits: Any,
+    decoded: tuple[np.ndarray, dict[str, Any]] | None = None,
+) -> None:
     """Every rule one stored medium must satisfy; raises RowError naming the first one broken.
 
     The media rules themselves (format by content, limits from headers, full decode) are the shared
     ones of `xib.data.rules.check_media`; on top, the stored medium must match ValidateConfig (the
-    data set's rate, point count, sizes) and the row's own metadata.
+    data set's rate, point count, sizes) and the row's own metadata. `decoded`: what `check_media`
+    already returned for exactly these bytes (ingest storing a source file unchanged).
     """
     if len(data) > int(vcfg.max_media_bytes):
         raise RowError(f"media file is at most {int(vcfg.max_media_bytes)} bytes", f"{len(data)} bytes")
@@ -198,7 +206,7 @@ def check_medium(modality: str, row: pd.Series, data: bytes, vcfg: Any, limits: 
     if modality not in media.MODALITIES:
         raise RowError(f"modality is one of {media.MODALITIES}", repr(modality))
     try:
-        array, info = check_media(modality, data, limits)
+        array, info = decoded if decoded is not None else check_media(modality, data, limits)
     except DataError as err:
         raise RowError(err.rule, err.detail) from None
     if modality == "image":
