@@ -190,6 +190,19 @@ def non_utf8_caption(r: Path) -> None:
     write_raw(path, table.set_column(table.schema.get_field_index("caption"), "caption", captions))
 
 
+def ansi_caption(r: Path) -> None:
+    edit(r, "audio", lambda df: df.__setitem__("caption", ["ok", "\x1b[2Jcleared", "ok"]))
+
+
+def fifo_medium(r: Path) -> None:
+    import os
+
+    folder = manifest(r, "video").parent / "clips"
+    folder.mkdir()
+    os.mkfifo(folder / "fifo.mp4")  # opening it would block validate forever
+    edit(r, "video", lambda df: df.__setitem__("uri", [df["uri"][0], "clips/fifo.mp4", df["uri"][2]]))
+
+
 def oversized_file(r: Path) -> None:
     noise = np.random.default_rng(0).integers(0, 256, (1400, 1400, 3), dtype=np.uint8)
     replace_member(r, "image", 0, media.encode_image(noise, compress_level=0))
@@ -299,6 +312,8 @@ CASES = {
     "too_few_frames_medium": (too_few_frames_medium, "video/train", 1, "video has 5..64 frames"),
     "too_few_frames_manifest": (too_few_frames_manifest, "video/train", 2, "frames is between 5 and 64"),
     "non_utf8_caption": (non_utf8_caption, "image/train", 1, "caption is valid UTF-8 text"),
+    "ansi_caption": (ansi_caption, "audio/train", 1, "caption holds no control characters"),
+    "fifo_medium": (fifo_medium, "video/train", 1, "media file is a regular file"),
     "oversized_file": (oversized_file, "image/train", 0, "media file is at most 5000000 bytes"),
     "checksum_mismatch": (checksum_mismatch, "audio/train", 2, "checksum matches the media bytes"),
     "bad_checksum_format": (bad_checksum_format, "video/train", 1, "checksum is a sha256 hex digest"),

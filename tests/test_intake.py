@@ -210,12 +210,22 @@ def test_symlink_out_of_media_root(tmp_path: Path, monkeypatch, capsys) -> None:
     )
 
 
-@pytest.mark.parametrize("kind", ["fifo", "folder"])
+@pytest.mark.parametrize("kind", ["fifo", "folder", "device"])
 def test_only_regular_files_are_opened(tmp_path: Path, monkeypatch, capsys, kind: str) -> None:
+    import stat
+
     args = coco_with(tmp_path, "special.jpg", None)
     target = tmp_path / "coco/images/special.jpg"
-    os.mkfifo(target) if kind == "fifo" else target.mkdir()
-    word = "FIFO" if kind == "fifo" else "folder"
+    if kind == "fifo":
+        os.mkfifo(target)
+    elif kind == "folder":
+        target.mkdir()
+    else:
+        try:  # the device /dev/zero is (1, 5): reading it never ends
+            os.mknod(target, stat.S_IFCHR | 0o600, os.makedev(1, 5))
+        except OSError:
+            pytest.skip("no permission to make a device node here")
+    word = {"fifo": "FIFO", "folder": "folder", "device": "character device"}[kind]
     refused(tmp_path, monkeypatch, capsys, args, "special.jpg, row 2: media file is a regular file", word)
 
 

@@ -43,6 +43,7 @@ from xib.data.manifest import (
 )
 from xib.data.rules import check_media
 from xib.data.shards import iter_items
+from xib.data.text import is_control, quoted
 from xib.errors import DataError
 from xib.io import atomic_path, write_json
 
@@ -99,6 +100,13 @@ def load_checked(path: Path) -> pd.DataFrame:
                 caption = bytes(caption).decode("utf-8")
             except UnicodeDecodeError as err:
                 raise DataError(str(path), "caption is valid UTF-8 text", row=row, detail=str(err)) from None
+        if isinstance(caption, str) and any(is_control(ch) for ch in caption):
+            raise DataError(
+                str(path),
+                "caption holds no control characters (C0, C1, ANSI escapes)",
+                row=row,
+                detail=quoted(caption),
+            )
         captions.append(caption)
     df["caption"] = pd.Series(captions, dtype=object).where(df["caption"].notna(), None)
     for column in ("width", "height", "sample_rate", "frames", "points"):
