@@ -87,7 +87,14 @@ def read_regular(path: Path, max_bytes: int, row: int | str | None = None) -> by
             raise DataError(
                 str(path), f"media file is at most {max_bytes} bytes", row=row, detail=f"{info.st_size} bytes"
             )
-        data = handle.read(max_bytes + 1)
+        chunks, total = [], 0
+        while total <= max_bytes:  # in chunks: read(n) would allocate n bytes up front
+            chunk = handle.read(min(1 << 24, max_bytes + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        data = b"".join(chunks)
     if len(data) > max_bytes:
         raise DataError(str(path), f"media file is at most {max_bytes} bytes", row=row)
     return data
