@@ -190,6 +190,19 @@ def non_utf8_caption(r: Path) -> None:
     write_raw(path, table.set_column(table.schema.get_field_index("caption"), "caption", captions))
 
 
+def ansi_caption(r: Path) -> None:
+    edit(r, "audio", lambda df: df.__setitem__("caption", ["ok", "\x1b[2Jcleared", "ok"]))
+
+
+def fifo_medium(r: Path) -> None:
+    import os
+
+    folder = manifest(r, "video").parent / "clips"
+    folder.mkdir()
+    os.mkfifo(folder / "fifo.mp4")  # opening it would block validate forever
+    edit(r, "video", lambda df: df.__setitem__("uri", [df["uri"][0], "clips/fifo.mp4", df["uri"][2]]))
+
+
 def oversized_file(r: Path) -> None:
     noise = np.random.default_rng(0).integers(0, 256, (1400, 1400, 3), dtype=np.uint8)
     replace_member(r, "image", 0, media.encode_image(noise, compress_level=0))
@@ -280,13 +293,13 @@ def empty_medium(r: Path) -> None:
 
 # (mutation, manifest modality/split, row or None, words of the rule)
 CASES = {
-    "corrupt_image": (corrupt_image, "image/train", 1, "image medium decodes"),
-    "truncated_wav": (truncated_wav, "audio/train", 0, "audio medium decodes"),
+    "corrupt_image": (corrupt_image, "image/train", 1, "image decodes completely"),
+    "truncated_wav": (truncated_wav, "audio/train", 0, "WAV data chunk is complete"),
     "nan_point_cloud": (nan_pc, "pc/train", 2, "point coordinates are finite"),
     "wrong_point_count": (wrong_point_count, "pc/train", 1, "point cloud has 8192 points"),
     "pc_four_columns": (pc_four_columns, "pc/train", 0, "point cloud has shape [N, 3]"),
     "pc_out_of_range": (pc_out_of_range, "pc/train", 2, "point coordinates lie within"),
-    "pickled_pc": (pickled_pc, "pc/train", 1, "pc medium decodes"),
+    "pickled_pc": (pickled_pc, "pc/train", 1, "point cloud holds no pickled objects"),
     "empty_caption": (empty_caption, "image/train", 1, "caption has 1..2000 characters"),
     "blank_caption": (blank_caption, "audio/train", 2, "caption is not blank"),
     "long_caption": (long_caption, "pc/train", 1, "caption has 1..2000 characters"),
@@ -295,10 +308,12 @@ CASES = {
     "missing_shard": (missing_shard, "image/val", 0, "media file exists"),
     "duplicate_id": (duplicate_id, "pc/train", 2, "id is unique"),
     "wrong_sample_rate": (wrong_sample_rate, "audio/train", 1, "audio sample rate is 16000 Hz"),
-    "zero_frame_video": (zero_frame_video, "video/train", 2, "video medium decodes"),
+    "zero_frame_video": (zero_frame_video, "video/train", 2, "video file has a video stream"),
     "too_few_frames_medium": (too_few_frames_medium, "video/train", 1, "video has 5..64 frames"),
     "too_few_frames_manifest": (too_few_frames_manifest, "video/train", 2, "frames is between 5 and 64"),
     "non_utf8_caption": (non_utf8_caption, "image/train", 1, "caption is valid UTF-8 text"),
+    "ansi_caption": (ansi_caption, "audio/train", 1, "caption holds no control characters"),
+    "fifo_medium": (fifo_medium, "video/train", 1, "media file is a regular file"),
     "oversized_file": (oversized_file, "image/train", 0, "media file is at most 5000000 bytes"),
     "checksum_mismatch": (checksum_mismatch, "audio/train", 2, "checksum matches the media bytes"),
     "bad_checksum_format": (bad_checksum_format, "video/train", 1, "checksum is a sha256 hex digest"),

@@ -220,7 +220,7 @@ def test_released_files_are_converted_and_balanced(xib_root: Path) -> None:
     bad = _released_entries(3)
     del bad[2]["question"]
     (release / "objaverse.json").write_text(json.dumps(bad))
-    with pytest.raises(DataError, match=r"row 2: 'question'"):
+    with pytest.raises(DataError, match=r"row 3: 'question'"):
         build_discrn(cfg)
 
 

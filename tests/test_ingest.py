@@ -111,13 +111,13 @@ def test_ingest_coco_bad_annotation(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     ]
     assert run(tmp_path, monkeypatch, *args) == 1
     err = capsys.readouterr().err.strip()
-    assert err == f"xib ingest: {ann}, row 3: annotation's image_id is listed in 'images' (999)"
+    assert err == f"xib ingest: {ann}, row 4: annotation's image_id is listed in 'images' (999)"  # 1-based
     assert not (tmp_path / WORLD).exists()
 
     doc["annotations"][3]["image_id"], doc["annotations"][5]["caption"] = 101, " "
     ann.write_text(json.dumps(doc))
     assert run(tmp_path, monkeypatch, *args) == 1
-    assert "row 5: caption is a non-empty string" in capsys.readouterr().err
+    assert "row 6: caption is not empty after trimming" in capsys.readouterr().err
 
 
 def test_ingest_corrupt_media_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
@@ -131,7 +131,7 @@ def test_ingest_corrupt_media_leaves_nothing(tmp_path: Path, monkeypatch: pytest
     ]
     assert run(tmp_path, monkeypatch, *args) == 1
     err = capsys.readouterr().err
-    assert "000000000004.jpg, row 8: image media decodes" in err
+    assert "000000000004.jpg: image header is readable" in err and "captions_train2017.json row 9" in err
     assert not any((tmp_path / "data").rglob("*.parquet")) and not any((tmp_path / "data").rglob("*.tar"))
 
 
@@ -162,8 +162,8 @@ def test_ingest_audiocaps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsy
         writer.writerow(["audiocap_id", "youtube_id", "start_time", "caption"])
         writer.writerows(rows)
     (folder / "wav" / "r1nicOVtvkQ_130.wav").write_bytes(stereo_wav(1.0, 44100))
-    for i in range(4):  # another common layout: Y<youtube_id>.wav
-        (folder / "wav" / f"Yyt{i:09d}.wav").write_bytes(media.encode_audio(np.zeros(16000, np.float32)))
+    for i in range(4):
+        (folder / "wav" / f"yt{i:09d}_30.wav").write_bytes(media.encode_audio(np.zeros(16000, np.float32)))
     args = ["ingest", "data.ingest.format=audiocaps", f"data.ingest.path={folder / 'train.csv'}"]
     args.append(f"data.ingest.media_dir={folder / 'wav'}")
     assert run(tmp_path, monkeypatch, *args) == 0
@@ -173,13 +173,13 @@ def test_ingest_audiocaps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsy
     assert (
         rows_by_id["audiocaps-58"]["entity_id"]
         == rows_by_id["audiocaps-50"]["entity_id"]
-        == "audiocaps:yt000000000"
+        == "audiocaps:yt000000000_30"  # a clip: YouTube id + start
     )
     resampled = rows_by_id["audiocaps-91139"]
     assert resampled["sample_rate"] == 16000 and resampled["duration_s"] == pytest.approx(1.0)
 
     assert run(tmp_path, monkeypatch, *args, "data.ingest.on_missing=error") == 1
-    assert "train.csv, row 6: media file exists" in capsys.readouterr().err
+    assert "train.csv, row 8: media file exists" in capsys.readouterr().err  # the 8th line
 
 
 # ---------------------------------------------------------------------------------------------- Cap3D

@@ -62,7 +62,7 @@ def test_audio_round_trip_keeps_rate_and_samples() -> None:
 
 def test_audio_truncated_and_nonfinite() -> None:
     data = media.encode_audio(np.zeros(1000, np.float32))
-    with pytest.raises(media.MediaError, match="truncated"):
+    with pytest.raises(media.MediaError, match="WAV data chunk is complete"):
         media.decode_audio(data[:-200])
     with pytest.raises(ValueError):
         media.encode_audio(np.array([0.0, np.nan], np.float32))

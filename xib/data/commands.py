@@ -34,8 +34,14 @@ def ingest_command(overrides: list[str]) -> int:
 
     summary = ingest(load_config(overrides))
     splits = ", ".join(f"{k} {v}" for k, v in summary["splits"].items())
+    primary = sum(summary["splits"].values())
+    others = "".join(
+        f", plus {sum(v.values())} {m} items"
+        for m, v in summary["modalities"].items()
+        if m != summary["modality"]
+    )
     print(
-        f"ingest {summary['format']}: {summary['items']} {summary['modality']} items ({splits}), "
+        f"ingest {summary['format']}: {primary} {summary['modality']} items ({splits}){others}, "
         f"{summary['entities']} entities, {summary['missing_media_skipped']} rows without media skipped"
     )
     return 0

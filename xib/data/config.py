@@ -92,13 +92,40 @@ class ValidateConfig:
 
 
 @dataclass
+class LimitsConfig:
+    """What a source file may hold (xib/data/rules.py), checked from headers before anything is decoded.
+
+    Shared by `xib ingest`, `xib validate` and the released DisCRn converter (one set of media rules).
+    """
+
+    max_media_bytes: int = 200_000_000  # a source media file on disk
+    max_image_pixels: int = 40_000_000  # width x height
+    max_audio_seconds: float = 600.0
+    max_audio_samples: int = 100_000_000  # frames x channels
+    max_audio_channels: int = 8
+    min_sample_rate: int = 4000
+    max_sample_rate: int = 192_000
+    max_video_frames: int = 3000
+    max_video_pixels: int = 8_300_000  # one frame (4K UHD)
+    max_video_seconds: float = 600.0
+    max_points: int = 2_000_000
+    max_array_bytes: int = 256_000_000  # one NPY array / NPZ member, uncompressed
+    max_annotation_bytes: int = 2_000_000_000
+    max_json_depth: int = 32
+    max_json_integer: int = 9_007_199_254_740_991  # 2**53 - 1: what every JSON reader keeps exactly
+    invisible_chars: str = "strip"  # strip | refuse: bidirectional and zero-width characters in captions
+
+
+@dataclass
 class IngestConfig:
     format: str = ""  # coco | audiocaps | cap3d | msrvtt
-    path: str = ""  # the annotation file (COCO/MSR-VTT JSON, AudioCaps/Cap3D CSV)
+    # the annotation file (COCO/MSR-VTT JSON, AudioCaps/Cap3D CSV); for AudioCaps also the folder
+    # holding its train.csv, val.csv and test.csv (one data set, each file's split kept)
+    path: str = ""
     media_dir: str = ""  # folder of the media files; empty: the annotation file's folder
-    split: str = (
-        "hash"  # hash (by source group, fractions below) | source (the file's own split) | train|val|test
-    )
+    # auto: the source's own split where it has one (MSR-VTT `split`, AudioCaps train/val/test.csv),
+    # else hash | hash (by source group, fractions below) | source | train | val | test
+    split: str = "auto"
     splits: dict[str, float] = field(default_factory=lambda: {"train": 0.8, "val": 0.1, "test": 0.1})
     seed: int = 0  # salts the split hash
     on_missing: str = "skip"  # skip | error: a row whose media file is absent
@@ -109,6 +136,20 @@ class IngestConfig:
     video_frames: int = 0  # video is re-encoded to this many evenly spaced frames (0: keep)
     video_size: int = 0  # and resized to this square side (0: keep, rounded down to even)
     video_fps: int = 5  # frame rate written when re-encoding
+    # AudioCaps media file name; looked for in `<media_dir>/<split>/` and then `<media_dir>/`
+    audiocaps_pattern: str = "{youtube_id}_{start_time}.wav"
+    # Cap3D point clouds, first found wins (the release: objaverse_pc_parallel/<uid>/<uid>_8192.npz)
+    cap3d_patterns: list[str] = field(
+        default_factory=lambda: [
+            "objaverse_pc_parallel/{uid}/{uid}_8192.npz",
+            "{uid}/{uid}_8192.npz",
+            "{uid}.npz",
+            "{uid}.npy",
+        ]
+    )
+    # Cap3D rendered views also ingested as image items where present ([]: none)
+    cap3d_views: list[int] = field(default_factory=list)
+    cap3d_view_pattern: str = "compressed_imgs_view{view}/Cap3D_imgs_view{view}/{uid}_{view}.jpeg"
 
 
 @dataclass
@@ -172,6 +213,15 @@ class DiscrnConfig:
     image_view: int = 2  # Cap3D rendered view used for objaverse images
     pc_points: int = 8192  # objaverse point-cloud file suffix
     require_media: bool = False  # released: drop examples whose media files are missing
+    # released: where each input's medium lies under media_roots ({id}, {start}, {view}, {points})
+    released_patterns: dict[str, str] = field(
+        default_factory=lambda: {
+            "image": "compressed_imgs_view{view}/Cap3D_imgs_view{view}/{id}_{view}.jpeg",
+            "pc": "{id}/{id}_{points}.npz",
+            "audio": "{id}_{start}.flac",
+            "video": "{id}_{start}.mp4",
+        }
+    )
 
 
 @dataclass
@@ -180,6 +230,7 @@ class DataConfig:
     world: WorldConfig = field(default_factory=WorldConfig)
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
     validate: ValidateConfig = field(default_factory=ValidateConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     instruct: InstructConfig = field(default_factory=InstructConfig)
     discrn: DiscrnConfig = field(default_factory=DiscrnConfig)

@@ -196,9 +196,7 @@ def corpus_lines(cfg: Any) -> list[str]:
             answer = article(kind.name)
         else:
             answer = _attribute_answer(kind, answer_kind.split(":", 1)[1])
-        text = render_text(
-            instruction_prompt(modality, instruction), [caption(kind, modality)], cues
-        )
+        text = render_text(instruction_prompt(modality, instruction), [caption(kind, modality)], cues)
         lines.append((text + answer_text(answer)).strip())
 
     held = set(heldout_kind_pairs(corpus_cfg))

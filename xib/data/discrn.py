@@ -17,7 +17,8 @@ figures stay unread until the choice is made.
   four equal quotas (m1 first / m2 first x first / second), so labels are exactly 50/50 and both
   modality orders exactly 50/50.
 `source=released` instead converts the X-InstructBLIP DisCRn release (LAVIS `DisCRnDataset` files,
-objaverse.json and audiocaps.json) into the same schema. Schema and layouts: docs/DATA.md.
+objaverse.json and audiocaps.json) into the same schema: xib/data/discrn_released.py. Schema and
+layouts: docs/DATA.md.
 """
 
 from __future__ import annotations
@@ -223,140 +224,6 @@ def build_pair_from_world(cfg: Any, pair: str, split: str) -> list[dict[str, Any
     return records
 
 
-# --- the released X-InstructBLIP files ----------------------------------------------------------
-
-# The release's questions name entities or modalities; LAVIS rewrites them at load time like this.
-_QUESTION_REWRITES = (
-    ("which entity", "which of the two options"),
-    ("which object", "which of the two options"),
-    ("which image", "which of the two options"),
-    ("which audio", "which of the two options"),
-    ("audio", "object"),
-    ("image", "object"),
-)
-_FIRST = {"0", "first", "a", "entity a", "object a", "input a", "1st"}
-_SECOND = {"1", "second", "b", "entity b", "object b", "input b", "2nd"}
-
-
-def released_question(text: str) -> str:
-    for old, new in _QUESTION_REWRITES:
-        text = text.replace(old, new)
-    return (text.strip() + "?").replace("??", "?")
-
-
-def released_media(cfg: Any, modality: str, sample_id: str, start_seconds: Any) -> str:
-    """Where LAVIS expects each released input's media (docs/DATA.md), under `media_roots`."""
-    dcfg = cfg.data.discrn
-    root = str(dcfg.media_roots.get(modality, "") or "")
-    view = int(dcfg.image_view)
-    start = int(float(start_seconds)) if start_seconds not in (None, "") else 0
-    relative = {
-        "image": f"compressed_imgs_view{view}/Cap3D_imgs_view{view}/{sample_id}_{view}.jpeg",
-        "pc": f"{sample_id}/{sample_id}_{int(dcfg.pc_points)}.npz",
-        "audio": f"{sample_id}_{start}.flac",
-        "video": f"{sample_id}_{start}.mp4",
-    }[modality]
-    return str(Path(root) / relative) if root else relative
-
-
-def _released_label(entry: dict, file: str, row: int) -> int:
-    for key in ("label", "answer"):
-        if key in entry and entry[key] is not None:
-            value = entry[key]
-            if isinstance(value, list) and value:
-                value = value[0]
-            text = str(value).strip().lower().rstrip(".")
-            if text in _FIRST:
-                return 0
-            if text in _SECOND:
-                return 1
-            raise DataError(file, f"{key!r} is 0/1 or first/second", row=row, detail=repr(entry[key]))
-    raise DataError(file, "entry has a 'label' (0|1) or an 'answer' (first|second)", row=row)
-
-
-def read_released(cfg: Any, pair: str, path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Convert one released DisCRn JSON file to xib records, balanced by swapping inputs."""
-    dcfg = cfg.data.discrn
-    file = str(path)
-    if not Path(path).is_file():
-        raise DataError(file, "released DisCRn file exists")
-    try:
-        data = json.loads(Path(path).read_text())
-    except json.JSONDecodeError as err:
-        raise DataError(file, "released DisCRn file is JSON", detail=str(err)) from None
-    if isinstance(data, dict):
-        data = data.get("annotations", data.get("data"))
-    if not isinstance(data, list):
-        raise DataError(file, "released DisCRn file is a JSON list of examples")
-    modalities = list(dcfg.released_modalities.get(pair, PAIRS[pair]))
-    if sorted(modalities) != sorted(PAIRS[pair]):
-        raise XibError(
-            f"data.discrn.released_modalities.{pair}={modalities}: must be an order of {PAIRS[pair]}"
-        )
-    base: list[tuple[dict[str, Any], int]] = []
-    missing_media = 0
-    for row, entry in enumerate(data):
-        if not isinstance(entry, dict):
-            raise DataError(file, "each example is a JSON object", row=row)
-        for key in ("sample_ids", "captions"):
-            value = entry.get(key)
-            if not isinstance(value, list) or len(value) != 2:
-                raise DataError(file, f"{key!r} is a list of two", row=row)
-        question = entry.get("question")
-        if not isinstance(question, str) or not question.strip():
-            raise DataError(file, "'question' is a non-empty string", row=row)
-        label = _released_label(entry, file, row)
-        starts = entry.get("start_seconds") or [None, None]
-        props = entry.get("properties")
-        media = [
-            released_media(cfg, m, str(entry["sample_ids"][i]), starts[i]) for i, m in enumerate(modalities)
-        ]
-        if dcfg.require_media and not all(Path(p).exists() for p in media):
-            missing_media += 1
-            continue
-        sample_ids = [str(s) for s in entry["sample_ids"]]
-        record = {
-            "id": str(entry.get("id", entry.get("instance_id", f"{pair}-{row:05d}"))),
-            "pair": pair,
-            "modalities": list(modalities),
-            "sample_ids": sample_ids,
-            "entity_ids": list(sample_ids),
-            "captions": [str(c) for c in entry["captions"]],
-            "properties": {
-                "attribute": "",
-                "values": list(props) if isinstance(props, list) and len(props) == 2 else [None, None],
-            },
-            "question": released_question(question),
-            "label": label,
-            "answer": ANSWERS[label],
-            "media": media,
-        }
-        base.append((record, label))
-    if not base:
-        raise DataError(
-            file, "released DisCRn file has usable examples", detail=f"{missing_media} lacked media"
-        )
-    # Swap half of each label group: labels and modality orders both 50/50 (within one per group).
-    records = []
-    for label in (0, 1):
-        group = [r for r, y in base if y == label]
-        for j, record in enumerate(group):
-            records.append(_swap(record) if j % 2 else record)
-    rng = random.Random(f"{dcfg.seed}|{pair}|released")
-    rng.shuffle(records)
-    return records
-
-
-def _swap(record: dict[str, Any]) -> dict[str, Any]:
-    out = dict(record)
-    for key in ("modalities", "sample_ids", "entity_ids", "captions", "media"):
-        out[key] = list(reversed(record[key]))
-    out["properties"] = {**record["properties"], "values": list(reversed(record["properties"]["values"]))}
-    out["label"] = 1 - record["label"]
-    out["answer"] = ANSWERS[out["label"]]
-    return out
-
-
 # --- entry point --------------------------------------------------------------------------------
 
 
@@ -374,6 +241,10 @@ def discrn_splits(cfg: Any) -> list[str]:
 def build_discrn(cfg: Any) -> dict[str, dict[str, Any]]:
     """Write `data/discrn/<pair>/<split>.json` for every pair and split; return counts by pair, split."""
     dcfg = cfg.data.discrn
+    if dcfg.source == "released":  # the release's converter: its own module (all files or none written)
+        from xib.data.discrn_released import build_released
+
+        return build_released(cfg)
     summary: dict[str, dict[str, Any]] = {}
     for pair in dcfg.pairs:
         if pair not in PAIRS:
@@ -382,15 +253,7 @@ def build_discrn(cfg: Any) -> dict[str, dict[str, Any]]:
             raise XibError(f"data.discrn.source={dcfg.source!r}: must be world or released")
         summary[pair] = {}
         for split in discrn_splits(cfg):
-            if dcfg.source == "world":
-                records = build_pair_from_world(cfg, pair, split)
-            else:
-                path = str(dcfg.released.get(pair, "") or "")
-                if not path:
-                    raise XibError(
-                        f"data.discrn.released.{pair}: path of the released DisCRn JSON file is empty"
-                    )
-                records = read_released(cfg, pair, path)
+            records = build_pair_from_world(cfg, pair, split)
             write_json(discrn_path(cfg, pair, split), records)
             summary[pair][split] = balance_counts(records)
     return summary

@@ -1,30 +1,34 @@
-"""Ingest real caption data sets into manifests + shards, in the same layout the synthetic world uses.
+"""Ingest real caption data sets, in their released layouts, into manifests + shards.
 
-Formats (`data.ingest.format`):
-  coco       COCO captions JSON: {"images": [{id, file_name, ...}], "annotations": [{id, image_id, caption}]}
-  audiocaps  AudioCaps CSV: audiocap_id?, youtube_id, start_time, caption; WAV files in media_dir named
-             `<youtube_id>_<start>.wav`, `<youtube_id>.wav` or `Y<youtube_id>.wav`
-  cap3d      Cap3D CSV (header optional): uid, caption; `<uid>.npy` or `<uid>.npz` in media_dir
-  msrvtt     MSR-VTT JSON: {"videos": [{video_id, split?}], "sentences": [{video_id, caption, sen_id?}]};
-             `<video_id>.mp4` in media_dir
+Formats (`data.ingest.format`; layouts and rules: docs/DATA.md):
+  coco       COCO captions JSON: {"images": [{id, file_name}], "annotations": [{id, image_id, caption}]}
+  audiocaps  AudioCaps CSVs (audiocap_id?, youtube_id, start_time, caption): one file, or the folder
+             holding train.csv, val.csv and test.csv, ingested into one data set, each file's split kept;
+             media `data.ingest.audiocaps_pattern` in `<media_dir>/<split>/` or `<media_dir>/`
+  cap3d      Cap3D captions CSV without header (uid, caption); point clouds by `cap3d_patterns`
+             (the release: objaverse_pc_parallel/<uid>/<uid>_8192.npz, key arr_0); rendered views
+             (`cap3d_views`) become image items of the same object where present
+  msrvtt     MSR-VTT JSON: {"videos": [{video_id, split?}], "sentences": [{video_id, caption, sen_id?}]}
 
-Every caption becomes one manifest row; rows of one source group (a COCO image, a YouTube clip, an
-Objaverse object, an MSR-VTT video) share `entity_id`, and splits are assigned per group, so no group
-spans two splits. Media are checked, converted to the configured rate/points/frames where asked, and
-packed into tar shards beside each split's manifest. All splits are staged and renamed together.
+Every caption becomes one manifest row; the captions of one medium (a COCO image, an AudioCaps clip,
+an Objaverse object, an MSR-VTT video) share `entity_id` and one stored medium, and splits are per
+group. Safety and integrity, in order: annotation files strictly parsed (xib/data/annotations.py),
+captions cleaned (xib/data/text.py), media names resolved under the media folder (xib/data/paths.py),
+every medium checked by the shared rules (xib/data/rules.py), converted, and the stored bytes checked
+again by `xib validate`'s own row check. Any refusal stops the run before anything is renamed into
+place: no manifest, no shard, no report.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
 import hashlib
 import json
 import re
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,41 +36,75 @@ import numpy as np
 import pandas as pd
 
 from xib.data import media
+from xib.data.annotations import header_index, load_json, read_csv
 from xib.data.manifest import MANIFEST_NAME, manifest_path, sha256, write_manifest
+from xib.data.paths import read_regular, resolve_media
+from xib.data.rules import check_media
 from xib.data.shards import ShardWriter
+from xib.data.text import clean_caption, quoted
 from xib.errors import DataError
 from xib.io import atomic_path, write_json
 
 from xib.data.config import INGEST_FORMATS as FORMATS
 from xib.data.config import SPLITS
 _SOURCE_SPLIT_NAMES = {"train": "train", "val": "val", "validate": "val", "validation": "val", "test": "test"}
+_SAFE_ID = re.compile(r"[A-Za-z0-9_-]+")  # YouTube ids (may start with '-'), Objaverse uids, MSR-VTT ids
+_WHOLE_SECONDS = re.compile(r"[0-9]{1,7}")
 
 
 @dataclass
 class SourceRow:
-    """One caption of the source annotation file (row: its 0-based position there)."""
+    """One caption of a source annotation file (row: 1-based CSV line or JSON record number)."""
 
     row: int
+    file: str
     item_id: str
     entity_id: str
     caption: str
-    candidates: tuple[str, ...]  # media file names to look for, first found wins
+    candidates: tuple[str, ...]  # media file names under media_dir, first found wins
+    modality: str
     source_split: str = ""
+    optional: bool = False  # a Cap3D rendered view: used where present, never "missing"
+    notes: list[str] = field(default_factory=list)
     media: Path | None = None
 
 
+@dataclass
+class Context:
+    """What every reader needs: caption limits and the format's options."""
+
+    limits: Any
+    icfg: Any
+    max_caption: int
+
+    def caption(self, value: Any, file: Path, row: int) -> tuple[str, list[str]]:
+        text, stripped = clean_caption(
+            value, str(file), row, self.max_caption, str(self.limits.invisible_chars)
+        )
+        return text, ([f"caption: {stripped} bidi/zero-width characters stripped"] if stripped else [])
+
+
+def _id(value: Any, what: str, file: Path, row: int) -> str:
+    text = str(value).strip() if isinstance(value, str | int) and not isinstance(value, bool) else ""
+    if not _SAFE_ID.fullmatch(text):
+        raise DataError(str(file), f"{what} is letters, digits, '_' or '-'", row=row, detail=quoted(value))
+    return text
+
+
+def _split_of(file: Path) -> str:
+    """train/val/test named by an annotation file's stem ('train', 'audiocaps_val', ...), else ''."""
+    for token in reversed(re.split(r"[^a-z]+", file.stem.lower())):
+        if token in _SOURCE_SPLIT_NAMES:
+            return _SOURCE_SPLIT_NAMES[token]
+    return ""
+
+
 # ------------------------------------------------------------------------------------------- readers
-def _load_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise DataError(str(path), "annotation file is valid UTF-8 JSON", detail=str(err)) from None
-
-
-def _caption(value: Any, file: Path, row: int) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise DataError(str(file), "caption is a non-empty string", row=row)
-    return " ".join(value.split())
+def _records(doc: Any, key: str, file: Path) -> list[Any]:
+    value = doc.get(key) if isinstance(doc, dict) else None
+    if not isinstance(value, list):
+        raise DataError(str(file), f"JSON has a list {key!r}")
+    return value
 
 
 def _field(record: Any, key: str, file: Path, row: int) -> Any:
@@ -75,107 +113,169 @@ def _field(record: Any, key: str, file: Path, row: int) -> Any:
     return record[key]
 
 
-def read_coco(path: Path) -> list[SourceRow]:
-    doc = _load_json(path)
-    if not isinstance(doc, dict) or "images" not in doc or "annotations" not in doc:
-        raise DataError(str(path), "COCO captions JSON has 'images' and 'annotations'")
-    files = {}
-    for i, image in enumerate(doc["images"]):
-        files[str(_field(image, "id", path, i))] = str(_field(image, "file_name", path, i))
+def read_coco(path: Path, ctx: Context) -> list[SourceRow]:
+    doc = load_json(path, ctx.limits)
+    files: dict[str, str] = {}
+    for i, image in enumerate(_records(doc, "images", path), start=1):
+        image_id = _id(_field(image, "id", path, i), "image id", path, i)
+        name = _field(image, "file_name", path, i)
+        if not isinstance(name, str):
+            raise DataError(str(path), "file_name is a string", row=i, detail=quoted(name))
+        if image_id in files:
+            raise DataError(str(path), "image ids are unique", row=i, detail=image_id)
+        files[image_id] = name
     rows = []
-    for i, ann in enumerate(doc["annotations"]):
-        image_id = str(_field(ann, "image_id", path, i))
+    for i, ann in enumerate(_records(doc, "annotations", path), start=1):
+        image_id = _id(_field(ann, "image_id", path, i), "image_id", path, i)
         if image_id not in files:
             raise DataError(str(path), "annotation's image_id is listed in 'images'", row=i, detail=image_id)
-        ann_id = str(ann.get("id", i))
-        caption = _caption(_field(ann, "caption", path, i), path, i)
-        rows.append(SourceRow(i, f"coco-{ann_id}", f"coco:{image_id}", caption, (files[image_id],)))
-    return rows
-
-
-def _read_csv(path: Path, header_key: str) -> tuple[list[dict[str, str]] | list[list[str]], bool]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise DataError(str(path), "annotation file is valid UTF-8", detail=str(err)) from None
-    records = list(csv.reader(text.splitlines()))
-    has_header = bool(records) and header_key in [c.strip() for c in records[0]]
-    return records, has_header
-
-
-def _start_names(ytid: str, start: str) -> tuple[str, ...]:
-    names = [f"{ytid}_{start}.wav"]
-    with contextlib.suppress(ValueError):
-        value = float(start)
-        names += [f"{ytid}_{int(value)}.wav", f"{ytid}_{value:.1f}.wav", f"{ytid}_{int(value * 1000)}.wav"]
-    names += [f"{ytid}.wav", f"Y{ytid}.wav", f"Y{ytid}_{start}.wav"]
-    return tuple(dict.fromkeys(names))
-
-
-def read_audiocaps(path: Path) -> list[SourceRow]:
-    records, has_header = _read_csv(path, "youtube_id")
-    if not has_header:
-        raise DataError(str(path), "AudioCaps CSV has a header with youtube_id,start_time,caption")
-    header = [c.strip() for c in records[0]]
-    missing = [c for c in ("youtube_id", "start_time", "caption") if c not in header]
-    if missing:
-        raise DataError(
-            str(path), "AudioCaps CSV has columns youtube_id,start_time,caption", detail=f"missing {missing}"
-        )
-    rows = []
-    for i, values in enumerate(records[1:]):
-        if len(values) != len(header):
-            raise DataError(str(path), f"row has {len(header)} fields", row=i, detail=f"got {len(values)}")
-        rec = dict(zip(header, values))
-        ytid, start = rec["youtube_id"].strip(), rec["start_time"].strip()
-        if not ytid:
-            raise DataError(str(path), "youtube_id is not empty", row=i)
-        item = rec.get("audiocap_id", "").strip() or str(i)
-        caption = _caption(rec["caption"], path, i)
-        rows.append(
-            SourceRow(i, f"audiocaps-{item}", f"audiocaps:{ytid}", caption, _start_names(ytid, start))
-        )
-    return rows
-
-
-def read_cap3d(path: Path) -> list[SourceRow]:
-    records, has_header = _read_csv(path, "uid")
-    body = records[1:] if has_header else records
-    rows = []
-    for i, values in enumerate(body):
-        if len(values) < 2:
-            raise DataError(str(path), "row has uid,caption", row=i)
-        uid = values[0].strip()
-        if not uid:
-            raise DataError(str(path), "uid is not empty", row=i)
-        caption = _caption(",".join(values[1:]), path, i)
-        rows.append(SourceRow(i, f"cap3d-{uid}", f"cap3d:{uid}", caption, (f"{uid}.npy", f"{uid}.npz")))
-    return rows
-
-
-def read_msrvtt(path: Path) -> list[SourceRow]:
-    doc = _load_json(path)
-    if not isinstance(doc, dict) or "videos" not in doc or "sentences" not in doc:
-        raise DataError(str(path), "MSR-VTT JSON has 'videos' and 'sentences'")
-    splits = {}
-    for i, video in enumerate(doc["videos"]):
-        splits[str(_field(video, "video_id", path, i))] = str(video.get("split", ""))
-    rows = []
-    for i, sent in enumerate(doc["sentences"]):
-        video_id = str(_field(sent, "video_id", path, i))
-        if video_id not in splits:
-            raise DataError(str(path), "sentence's video_id is listed in 'videos'", row=i, detail=video_id)
-        caption = _caption(_field(sent, "caption", path, i), path, i)
-        sen_id = str(sent.get("sen_id", i))
+        ann_id = _id(ann.get("id", i), "annotation id", path, i)
+        text, notes = ctx.caption(_field(ann, "caption", path, i), path, i)
         rows.append(
             SourceRow(
-                i, f"msrvtt-{sen_id}", f"msrvtt:{video_id}", caption, (f"{video_id}.mp4",), splits[video_id]
+                i,
+                str(path),
+                f"coco-{ann_id}",
+                f"coco:{image_id}",
+                text,
+                (files[image_id],),
+                "image",
+                notes=notes,
             )
         )
     return rows
 
 
-READERS: dict[str, Callable[[Path], list[SourceRow]]] = {
+def _audiocaps_files(path: Path) -> list[Path]:
+    if path.is_dir():
+        files = [path / f"{s}.csv" for s in SPLITS if (path / f"{s}.csv").is_file()]
+        if not files:
+            raise DataError(str(path), "AudioCaps folder holds train.csv, val.csv or test.csv")
+        return files
+    return [path]
+
+
+def read_audiocaps(path: Path, ctx: Context) -> list[SourceRow]:
+    pattern = str(ctx.icfg.audiocaps_pattern)
+    rows: list[SourceRow] = []
+    clips: dict[str, tuple[str, Path, int]] = {}  # clip -> (split, file, row): a clip in one split only
+    for file in _audiocaps_files(path):
+        split = _split_of(file)
+        columns, body = header_index(
+            read_csv(file, ctx.limits), ("youtube_id", "start_time", "caption"), str(file)
+        )
+        for line, values in body:
+            ytid = _id(values[columns["youtube_id"]], "youtube_id", file, line)
+            start = values[columns["start_time"]].strip()
+            if not _WHOLE_SECONDS.fullmatch(start):
+                raise DataError(
+                    str(file), "start_time is a whole number of seconds", row=line, detail=quoted(start)
+                )
+            start = str(int(start))
+            clip = f"{ytid}_{start}"
+            seen = clips.setdefault(clip, (split, file, line))
+            if seen[0] != split:
+                raise DataError(
+                    str(file),
+                    "a clip (youtube_id + start_time) is in one split only (no split leak)",
+                    row=line,
+                    detail=f"{clip} is {split or 'unsplit'} here and {seen[0] or 'unsplit'} at {seen[1]} row {seen[2]}",
+                )
+            item = values[columns["audiocap_id"]].strip() if "audiocap_id" in columns else ""
+            item_id = _id(item, "audiocap_id", file, line) if item else f"{split or file.stem}-{line}"
+            text, notes = ctx.caption(values[columns["caption"]], file, line)
+            try:
+                name = pattern.format(youtube_id=ytid, start_time=start)
+            except (KeyError, IndexError, ValueError) as err:
+                raise DataError(
+                    "data.ingest.audiocaps_pattern",
+                    "pattern names only {youtube_id} and {start_time}",
+                    detail=str(err),
+                ) from None
+            candidates = (f"{split}/{name}", name) if split else (name,)
+            rows.append(
+                SourceRow(
+                    line,
+                    str(file),
+                    f"audiocaps-{item_id}",
+                    f"audiocaps:{clip}",
+                    text,
+                    candidates,
+                    "audio",
+                    split,
+                    notes=notes,
+                )
+            )
+    return rows
+
+
+def read_cap3d(path: Path, ctx: Context) -> list[SourceRow]:
+    records = read_csv(path, ctx.limits)
+    if records and [v.strip().lower() for v in records[0][1][:2]] == ["uid", "caption"]:
+        records = records[1:]  # a header is tolerated, though the release has none
+    patterns = [str(p) for p in ctx.icfg.cap3d_patterns]
+    views = [int(v) for v in ctx.icfg.cap3d_views]
+    rows = []
+    for line, values in records:
+        if len(values) < 2:
+            raise DataError(str(path), "row has uid,caption", row=line)
+        if [v.strip().lower() for v in values[:2]] == ["uid", "caption"]:
+            raise DataError(str(path), "the header line appears once", row=line, detail="repeated header")
+        uid = _id(values[0], "uid", path, line)
+        text, notes = ctx.caption(",".join(values[1:]), path, line)
+        candidates = tuple(p.format(uid=uid) for p in patterns)
+        rows.append(
+            SourceRow(line, str(path), f"cap3d-{uid}", f"cap3d:{uid}", text, candidates, "pc", notes=notes)
+        )
+        for view in views:
+            name = str(ctx.icfg.cap3d_view_pattern).format(uid=uid, view=view)
+            rows.append(
+                SourceRow(
+                    line,
+                    str(path),
+                    f"cap3d-{uid}-view{view}",
+                    f"cap3d:{uid}",
+                    text,
+                    (name,),
+                    "image",
+                    optional=True,
+                    notes=notes,
+                )
+            )
+    return rows
+
+
+def read_msrvtt(path: Path, ctx: Context) -> list[SourceRow]:
+    doc = load_json(path, ctx.limits)
+    splits: dict[str, str] = {}
+    for i, video in enumerate(_records(doc, "videos", path), start=1):
+        video_id = _id(_field(video, "video_id", path, i), "video_id", path, i)
+        split = video.get("split", "")
+        splits[video_id] = _SOURCE_SPLIT_NAMES.get(str(split).lower(), str(split)) if split else ""
+    rows = []
+    for i, sent in enumerate(_records(doc, "sentences", path), start=1):
+        video_id = _id(_field(sent, "video_id", path, i), "video_id", path, i)
+        if video_id not in splits:
+            raise DataError(str(path), "sentence's video_id is listed in 'videos'", row=i, detail=video_id)
+        text, notes = ctx.caption(_field(sent, "caption", path, i), path, i)
+        sen_id = _id(sent.get("sen_id", i), "sen_id", path, i)
+        rows.append(
+            SourceRow(
+                i,
+                str(path),
+                f"msrvtt-{sen_id}",
+                f"msrvtt:{video_id}",
+                text,
+                (f"{video_id}.mp4",),
+                "video",
+                splits[video_id],
+                notes=notes,
+            )
+        )
+    return rows
+
+
+READERS: dict[str, Callable[[Path, Context], list[SourceRow]]] = {
     "coco": read_coco,
     "audiocaps": read_audiocaps,
     "cap3d": read_cap3d,
@@ -199,18 +299,20 @@ def hash_split(entity_id: str, fractions: dict[str, float], seed: int) -> str:
     return list(fractions)[-1]
 
 
-def assign_split(row: SourceRow, ingest_cfg: Any, file: Path) -> str:
+def assign_split(row: SourceRow, ingest_cfg: Any) -> str:
     mode = str(ingest_cfg.split)
+    if mode == "auto":
+        mode = "source" if row.source_split else "hash"
     if mode == "hash":
         return hash_split(row.entity_id, dict(ingest_cfg.splits), int(ingest_cfg.seed))
     if mode == "source":
         split = _SOURCE_SPLIT_NAMES.get(row.source_split.lower())
         if split is None:
-            raise DataError(str(file), "row has a known source split (train/val/validate/test)", row=row.row)
+            raise DataError(row.file, "row has a known source split (train/val/validate/test)", row=row.row)
         return split
     if mode in SPLITS:
         return mode
-    raise DataError("data.ingest.split", "split is hash, source, train, val or test", detail=mode)
+    raise DataError("data.ingest.split", "split is auto, hash, source, train, val or test", detail=mode)
 
 
 # ------------------------------------------------------------------------------------- media convert
@@ -219,84 +321,160 @@ class Converted:
     data: bytes
     ext: str
     meta: dict[str, Any]
+    conversion: list[str]
 
 
-def _convert_image(data: bytes, cfg: Any, key: str, suffix: str) -> Converted:
-    image = media.decode_image(data, convert=False)
-    if image.ndim == 3 and image.shape[2] == 3 and suffix in ("png", "jpg", "jpeg"):
-        out, ext = data, suffix  # keep the original bytes: re-encoding a JPEG loses quality
-    else:
-        image = media.decode_image(data)  # grey / RGBA / palette -> RGB
-        out, ext = media.encode_image(image), "png"
-    return Converted(out, ext, {"width": image.shape[1], "height": image.shape[0]})
+def _convert_image(data: bytes, array: np.ndarray, info: dict[str, Any], cfg: Any, key: str) -> Converted:
+    if not info["converted"]:  # RGB PNG/JPEG, upright: keep the bytes (re-encoding a JPEG loses quality)
+        return Converted(data, "jpg" if info["format"] == "jpeg" else "png", _image_meta(array), [])
+    return Converted(
+        media.encode_image(array), "png", _image_meta(array), [*info["converted"], "stored as PNG"]
+    )
 
 
-def _convert_audio(data: bytes, cfg: Any, key: str, suffix: str) -> Converted:
-    samples, rate = media.decode_audio(data)
+def _image_meta(array: np.ndarray) -> dict[str, Any]:
+    return {"width": int(array.shape[1]), "height": int(array.shape[0])}
+
+
+def _convert_audio(data: bytes, samples: np.ndarray, info: dict[str, Any], cfg: Any, key: str) -> Converted:
+    rate = int(info["sample_rate"])
     target = int(cfg.sample_rate) or rate
-    changed = target != rate
-    if changed:
+    done = list(info["converted"])
+    if target != rate:
         from math import gcd
 
         from scipy.signal import resample_poly
 
         g = gcd(target, rate)
         samples = np.clip(resample_poly(samples, target // g, rate // g), -1, 1).astype(np.float32)
-    if not np.all(np.isfinite(samples)):
-        raise media.MediaError("audio contains NaN or inf")
-    # always re-encode: mono 16-bit PCM with no extra chunks, whatever the source WAV held
+        done.append(f"resample {rate} -> {target} Hz")
+    if info["format"] != "wav" or info["subtype"] != "PCM_16" or done:
+        done.append(f"{info['format'].upper()} {info['subtype']} -> WAV PCM_16")
+    # always re-encoded: mono 16-bit PCM with no extra chunks, whatever the source held
     out = media.encode_audio(samples, target)
-    return Converted(out, "wav", {"sample_rate": target, "duration_s": len(samples) / target})
+    return Converted(out, "wav", {"sample_rate": target, "duration_s": len(samples) / target}, done)
 
 
-def _convert_pc(data: bytes, cfg: Any, key: str, suffix: str) -> Converted:
-    points = media.decode_pc(data)[:, :3]
-    if not np.all(np.isfinite(points)):
-        raise media.MediaError("point cloud contains NaN or inf")
-    if len(points) == 0:
-        raise media.MediaError("point cloud has no points")
+def _convert_pc(data: bytes, points: np.ndarray, info: dict[str, Any], cfg: Any, key: str) -> Converted:
     want = int(cfg.points)
+    done = list(info["converted"])
     if want and len(points) != want:
         seed = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big")
-        pick = np.random.default_rng(seed).choice(len(points), want, replace=len(points) < want)
+        replace = len(points) < want
+        pick = np.random.default_rng(seed).choice(len(points), want, replace=replace)
         points = points[np.sort(pick)]
-    return Converted(media.encode_pc(points), "npy", {"points": len(points)})
+        done.append(f"sample {info['points']} -> {want} points" + (" (with replacement)" if replace else ""))
+    if info["format"] != "npy":
+        done.append("NPZ -> NPY")
+    return Converted(media.encode_pc(points), "npy", {"points": len(points)}, done)
 
 
-def _convert_video(data: bytes, cfg: Any, key: str, suffix: str) -> Converted:
-    frames, fps = media.decode_video_meta(data)
+def _convert_video(data: bytes, frames: np.ndarray, info: dict[str, Any], cfg: Any, key: str) -> Converted:
     want, size = int(cfg.video_frames), int(cfg.video_size)
-    changed = False
+    fps = float(info["fps"])
+    done = []
     if want and len(frames) != want:
         frames = frames[np.linspace(0, len(frames) - 1, want).round().astype(int)]
-        changed = True
+        done.append(f"sample {info['frames']} -> {want} frames")
     if size:
         side = size - size % 2
         if frames.shape[1:3] != (side, side):
             from PIL import Image
 
             frames = np.stack([np.asarray(Image.fromarray(f).resize((side, side))) for f in frames])
-            changed = True
-    if changed:
+            done.append(f"resize {info['width']}x{info['height']} -> {side}x{side}")
+    if done:
         fps = float(cfg.video_fps)
         data = media.encode_video(frames, fps=int(cfg.video_fps))
-    duration = len(frames) / fps if fps else 0.0
+        done.append(f"re-encoded at {int(cfg.video_fps)} fps")
     meta = {
         "width": frames.shape[2],
         "height": frames.shape[1],
         "frames": len(frames),
-        "duration_s": duration,
+        "duration_s": len(frames) / fps if fps else 0.0,
     }
-    return Converted(data, "mp4", meta)
+    return Converted(data, "mp4", meta, done)
 
 
 CONVERTERS = {"image": _convert_image, "audio": _convert_audio, "pc": _convert_pc, "video": _convert_video}
 
 
-# -------------------------------------------------------------------------------------------- ingest
-def _member_key(source: str, media_path: Path) -> str:
+def _member_key(source: str, media_path: Path, used: set[str]) -> str:
     stem = re.sub(r"[^A-Za-z0-9_-]+", "_", media_path.stem)
-    return f"{source}-{stem}"
+    key = f"{source}-{stem}"
+    if key in used:  # two sources whose names differ only in characters replaced above
+        key = f"{key}-{hashlib.sha256(str(media_path).encode()).hexdigest()[:8]}"
+    used.add(key)
+    return key
+
+
+def convert_medium(
+    modality: str, media_path: Path, row: SourceRow, cfg: Any, key: str
+) -> tuple[Converted, dict]:
+    """Read, check (shared rules), convert, and check the stored bytes as `xib validate` will."""
+    from xib.data.validate import RowError, check_medium
+
+    limits = cfg.data.limits
+    where = f"{Path(row.file).name} row {row.row}"
+    data = read_regular(media_path, int(limits.max_media_bytes), row=row.row)
+    try:
+        array, info = check_media(modality, data, limits, name=str(media_path))
+    except DataError as err:
+        raise DataError(
+            err.file, err.rule, detail=(f"{err.detail}; " if err.detail else "") + where
+        ) from None
+    converted = CONVERTERS[modality](data, array, info, cfg.data.ingest, key)
+    stored = {"checksum": sha256(converted.data), **{c: None for c in ("width", "height", "sample_rate")}}
+    stored.update({c: None for c in ("duration_s", "frames", "points")})
+    stored.update(converted.meta)
+    try:
+        same = converted.data is data  # stored unchanged: the rules' result for these bytes is in hand
+        decoded = (array, info) if same else None
+        check_medium(modality, pd.Series(stored), converted.data, cfg.data.validate, limits, decoded)
+    except RowError as err:
+        detail = (f"{err.detail} " if err.detail else "") + f"in the stored medium; {where}"
+        raise DataError(str(media_path), f"{err.rule} (xib validate's rule)", detail=detail) from None
+    source = {k: v for k, v in info.items() if k != "converted"}
+    return converted, source
+
+
+# -------------------------------------------------------------------------------------------- ingest
+def _resolve(rows: list[SourceRow], media_dir: Path, on_missing: str) -> tuple[list[SourceRow], int, int]:
+    kept: list[SourceRow] = []
+    missing = views_absent = 0
+    for row in rows:
+        row.media = None
+        for name in row.candidates:
+            row.media = resolve_media(media_dir, name, row.file, row.row)
+            if row.media is not None:
+                break
+        if row.media is None:
+            if row.optional:
+                views_absent += 1
+                continue
+            if on_missing == "error":
+                raise DataError(
+                    row.file, "media file exists", row=row.row, detail=f"{media_dir / row.candidates[0]}"
+                )
+            missing += 1
+            continue
+        kept.append(row)
+    return kept, missing, views_absent
+
+
+@contextlib.contextmanager
+def _no_new_folders_on_failure(cfg: Any, modalities: set[str]) -> Any:
+    """The folders staging creates (data/, world/, world/<m>/) are removed again when the run fails."""
+    data = Path(cfg.paths.data)
+    folders = [data, data / "world", *(data / "world" / m for m in sorted(modalities))]
+    created = [f for f in folders if not f.exists()]
+    try:
+        yield
+    except BaseException:
+        for folder in reversed(created):
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only when empty
+        raise
 
 
 def ingest(cfg: Any) -> dict[str, Any]:
@@ -310,73 +488,61 @@ def ingest(cfg: Any) -> dict[str, Any]:
     if str(icfg.on_missing) not in ("skip", "error"):
         raise DataError("data.ingest.on_missing", "on_missing is skip or error", detail=str(icfg.on_missing))
     path = Path(str(icfg.path))
-    if not str(icfg.path) or not path.is_file():
+    if not str(icfg.path) or not (path.is_file() or (fmt == "audiocaps" and path.is_dir())):
         raise DataError(str(path), "annotation file exists (data.ingest.path)")
-    media_dir = Path(str(icfg.media_dir)) if str(icfg.media_dir) else path.parent
+    media_dir = Path(str(icfg.media_dir)) if str(icfg.media_dir) else (path if path.is_dir() else path.parent)
     if not media_dir.is_dir():
         raise DataError(str(media_dir), "media folder exists (data.ingest.media_dir)")
-    modality = FORMATS[fmt]
     started = time.perf_counter()
 
-    rows = READERS[fmt](path)
+    ctx = Context(cfg.data.limits, icfg, int(cfg.data.validate.max_caption_chars))
+    rows = READERS[fmt](path, ctx)
     if int(icfg.limit) > 0:
         rows = rows[: int(icfg.limit)]
-    seen: dict[str, int] = {}
+    seen: dict[str, SourceRow] = {}
     for row in rows:
-        if row.item_id in seen:
+        first = seen.setdefault(row.item_id, row)
+        if first is not row:
             raise DataError(
-                str(path),
+                row.file,
                 "annotation ids are unique",
                 row=row.row,
-                detail=f"{row.item_id} also at row {seen[row.item_id]}",
+                detail=f"{row.item_id} also at {first.file} row {first.row}",
             )
-        seen[row.item_id] = row.row
 
-    kept: list[SourceRow] = []
-    missing = 0
-    for row in rows:
-        row.media = next((media_dir / n for n in row.candidates if (media_dir / n).is_file()), None)
-        if row.media is None:
-            if icfg.on_missing == "error":
-                raise DataError(
-                    str(path), "media file exists", row=row.row, detail=f"{media_dir / row.candidates[0]}"
-                )
-            missing += 1
-            continue
-        kept.append(row)
+    kept, missing, views_absent = _resolve(rows, media_dir, str(icfg.on_missing))
     if not kept:
         raise DataError(
             str(path), "at least one row has its media file", detail=f"{missing} missing in {media_dir}"
         )
 
-    by_split: dict[str, list[SourceRow]] = {}
+    by_target: dict[tuple[str, str], list[SourceRow]] = {}
     for row in kept:
-        by_split.setdefault(assign_split(row, icfg, path), []).append(row)
+        by_target.setdefault((row.modality, assign_split(row, icfg)), []).append(row)
 
-    convert = CONVERTERS[modality]
-    counts: dict[str, int] = {}
-    targets = {split: manifest_path(cfg, modality, split).parent for split in by_split}
-    with contextlib.ExitStack() as stack:
-        staged = {split: stack.enter_context(atomic_path(targets[split])) for split in by_split}
+    counts: dict[str, dict[str, int]] = {}
+    conversions: dict[str, int] = {}
+    with _no_new_folders_on_failure(cfg, {m for m, _ in by_target}), contextlib.ExitStack() as stack:
+        staged = {
+            target: stack.enter_context(atomic_path(manifest_path(cfg, *target).parent))
+            for target in by_target
+        }
         progress = tqdm(total=len(kept), desc=f"ingest {fmt}", unit="item", leave=False, disable=None)
-        for split, split_rows in by_split.items():
+        for (modality, split), split_rows in by_target.items():
             groups: dict[Path, list[SourceRow]] = {}
             for row in split_rows:
                 groups.setdefault(row.media, []).append(row)  # type: ignore[arg-type]
             records = []
-            with ShardWriter(staged[split], max_items=int(icfg.shard_items)) as writer:
+            used: set[str] = set()
+            with ShardWriter(staged[(modality, split)], max_items=int(icfg.shard_items)) as writer:
                 for media_path, group in groups.items():
-                    key = _member_key(fmt, media_path)
-                    try:
-                        converted = convert(
-                            media_path.read_bytes(), icfg, key, media_path.suffix.lower().lstrip(".")
-                        )
-                    except (media.MediaError, ValueError) as err:
-                        raise DataError(
-                            str(media_path), f"{modality} media decodes", row=group[0].row, detail=str(err)
-                        ) from None
+                    key = _member_key(fmt, media_path, used)
+                    converted, source = convert_medium(modality, media_path, group[0], cfg, key)
                     uri = writer.write(f"{key}.{converted.ext}", converted.data)
                     checksum = sha256(converted.data)
+                    for step in converted.conversion:
+                        kind = step.split(" ")[0]
+                        conversions[f"{modality} {kind}"] = conversions.get(f"{modality} {kind}", 0) + 1
                     for row in group:
                         records.append(
                             {
@@ -390,30 +556,39 @@ def ingest(cfg: Any) -> dict[str, Any]:
                                 "source": fmt,
                                 "checksum": checksum,
                                 **converted.meta,
+                                "conversion": "; ".join([*converted.conversion, *row.notes]),
+                                "source_meta": json.dumps(source, sort_keys=True),
                             }
                         )
                     progress.update(len(group))
-            write_manifest(pd.DataFrame.from_records(records), staged[split] / MANIFEST_NAME)
-            counts[split] = len(records)
+            write_manifest(pd.DataFrame.from_records(records), staged[(modality, split)] / MANIFEST_NAME)
+            counts.setdefault(modality, {})[split] = len(records)
         progress.close()
-    # splits of this modality that this ingest did not produce are stale (another source): remove them
-    for split in SPLITS:
-        stale = manifest_path(cfg, modality, split).parent
-        if split not in by_split and stale.is_dir():
-            shutil.rmtree(stale)
+    # splits of an ingested modality that this ingest did not produce are stale (another source)
+    for modality in counts:
+        for split in SPLITS:
+            stale = manifest_path(cfg, modality, split).parent
+            if split not in counts[modality] and stale.is_dir():
+                shutil.rmtree(stale)
     seconds = time.perf_counter() - started
+    items = sum(sum(c.values()) for c in counts.values())
+    primary = FORMATS[fmt]
     summary = {
         "format": fmt,
-        "modality": modality,
+        "modality": primary,
         "annotation_file": str(path),
         "media_dir": str(media_dir),
         "rows": len(rows),
-        "items": sum(counts.values()),
+        "items": items,
         "missing_media_skipped": missing,
+        "views_absent": views_absent,
+        "captions_with_invisible_stripped": sum(1 for r in kept if r.notes),
         "entities": len({r.entity_id for r in kept}),
-        "splits": counts,
+        "splits": counts.get(primary, {}),
+        "modalities": counts,
+        "conversions": dict(sorted(conversions.items())),
         "seconds": round(seconds, 3),
-        "items_per_s": round(sum(counts.values()) / seconds, 1) if seconds else None,
+        "items_per_s": round(items / seconds, 1) if seconds else None,
     }
-    write_json(Path(cfg.paths.data) / "reports" / f"ingest_{modality}.json", summary)
+    write_json(Path(cfg.paths.data) / "reports" / f"ingest_{primary}.json", summary)
     return summary

@@ -37,12 +37,25 @@ MANIFEST_SCHEMA = pa.schema(
         pa.field("duration_s", pa.float32()),
         pa.field("frames", pa.int32()),
         pa.field("points", pa.int32()),
+        # what ingest converted ("resample 44100 -> 16000 Hz; downmix 2 -> 1 channel"), "" when nothing
+        pa.field("conversion", pa.string()),
+        # the source medium's true values measured from its data, as JSON ({"sample_rate": 44100, ...})
+        pa.field("source_meta", pa.string()),
     ]
 )
 COLUMNS = tuple(MANIFEST_SCHEMA.names)
 REQUIRED_COLUMNS = ("id", "entity_id", "modality", "uri", "split")
 METADATA_COLUMNS = ("width", "height", "sample_rate", "duration_s", "frames", "points")
-STRING_DEFAULTS = {"kind": "", "caption": "", "source": "", "checksum": ""}
+STRING_DEFAULTS = {
+    "kind": "",
+    "caption": "",
+    "source": "",
+    "checksum": "",
+    "conversion": "",
+    "source_meta": "",
+}
+# added later: a manifest written before them is still read (they come back empty)
+OPTIONAL_COLUMNS = ("conversion", "source_meta")
 MANIFEST_NAME = "manifest.parquet"
 
 
@@ -99,6 +112,9 @@ def read_manifest(path: str | os.PathLike[str], strict: bool = False) -> pd.Data
         table = pq.read_table(path)
     except (pa.ArrowInvalid, OSError) as err:
         raise DataError(str(path), "manifest is a readable Parquet file", detail=str(err)) from None
+    for name in OPTIONAL_COLUMNS:
+        if name not in table.column_names:
+            table = table.append_column(name, pa.array([""] * table.num_rows, pa.string()))
     if strict:
         missing = [c for c in COLUMNS if c not in table.column_names]
         if missing:

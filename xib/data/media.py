@@ -1,7 +1,7 @@
 """Media codecs: numpy arrays <-> the file formats real data sets use.
 
 image  uint8 [H, W, 3]      <-> PNG (Pillow)
-audio  float32 [T] in [-1,1] <-> 16-bit PCM mono WAV (stdlib `wave`)
+audio  float32 [T] in [-1,1] <-> 16-bit PCM mono WAV (written with stdlib `wave`, read with soundfile)
 pc     float32 [N, 3]       <-> NPY (no pickles); `.npz` with one array is accepted on decode
 video  uint8 [T, H, W, 3]   <-> MP4 (PyAV, mpeg4 part 2 by default, h264 on request), even H and W
 
@@ -90,61 +90,23 @@ def encode_audio(array: np.ndarray, sample_rate: int = DEFAULT_SAMPLE_RATE) -> b
     return buf.getvalue()
 
 
-def _decode_float_wav(data: bytes) -> tuple[np.ndarray, int]:
-    """IEEE-float WAV (format 3), which the stdlib `wave` module refuses; values are returned as stored."""
-    import struct
-
-    if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
-        raise MediaError("not a RIFF/WAVE file")
-    pos, fmt, samples = 12, None, None
-    while pos + 8 <= len(data):
-        chunk, size = data[pos : pos + 4], struct.unpack("<I", data[pos + 4 : pos + 8])[0]
-        body = data[pos + 8 : pos + 8 + size]
-        if chunk == b"fmt ":
-            fmt = struct.unpack("<HHIIHH", body[:16])
-        elif chunk == b"data":
-            if len(body) != size:
-                raise MediaError(f"WAV truncated: data chunk declares {size} bytes, holds {len(body)}")
-            samples = body
-        pos += 8 + size + (size & 1)
-    if fmt is None or samples is None:
-        raise MediaError("WAV has no fmt or data chunk")
-    tag, channels, rate, _, _, bits = fmt
-    if tag != 3 or bits not in (32, 64) or channels < 1:
-        raise MediaError(f"unsupported WAV encoding (format {tag}, {bits} bits)")
-    array = np.frombuffer(samples[: len(samples) - len(samples) % (bits // 8 * channels)], f"<f{bits // 8}")
-    if channels > 1:
-        array = array.reshape(-1, channels).mean(axis=1)
-    return array.astype(np.float32), int(rate)
-
-
 def decode_audio(data: bytes) -> tuple[np.ndarray, int]:
-    """WAV bytes -> (float32 [T], sample rate). Multi-channel audio is averaged to mono.
+    """WAV/FLAC bytes -> (float32 [T] mono in [-1, 1], sample rate), through libsndfile (soundfile).
 
-    16-bit PCM decodes into [-1, 1]; float WAVs are returned as stored (validation checks the range
-    and finiteness).
+    The shared media rules (xib/data/rules.py) with the default limits: PCM 8/16/24/32-bit, float,
+    WAVE_FORMAT_EXTENSIBLE and FLAC decode; several channels are averaged to mono.
     """
+    from xib.data.config import LimitsConfig
+    from xib.data.rules import check_media
+    from xib.errors import DataError
+
     try:
-        with wave.open(io.BytesIO(data), "rb") as wav:
-            channels, width, rate = wav.getnchannels(), wav.getsampwidth(), wav.getframerate()
-            declared = wav.getnframes()
-            raw = wav.readframes(declared)
-    except wave.Error as err:
-        if "unknown format: 3" in str(err):
-            return _decode_float_wav(data)
-        raise MediaError(f"not a readable WAV file: {err}") from None
-    except (EOFError, OSError) as err:
-        raise MediaError(f"not a readable WAV file: {err}") from None
-    if width != 2:
-        raise MediaError(f"WAV sample width is {8 * width} bits; expected 16-bit PCM")
-    if len(raw) != declared * channels * width:
+        samples, info = check_media("audio", data, LimitsConfig())
+    except DataError as err:
         raise MediaError(
-            f"WAV truncated: header declares {declared} frames, data holds {len(raw) // (channels * width)}"
-        )
-    pcm = np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32767.0
-    if channels > 1:
-        pcm = pcm.reshape(-1, channels).mean(axis=1)
-    return np.clip(pcm, -1.0, 1.0).astype(np.float32), int(rate)
+            f"not a readable audio file: {err.rule}" + (f" ({err.detail})" if err.detail else "")
+        ) from None
+    return samples, int(info["sample_rate"])
 
 
 # ------------------------------------------------------------------------------------------ point cloud

@@ -160,8 +160,10 @@ def read_media_bytes(
         stat = path.stat()
     except OSError:
         raise DataError(str(path), "media file exists") from None
-    if member is None:
-        return path.read_bytes()
+    if member is None:  # a plain file: only a regular one is opened (a FIFO named in a manifest would block)
+        from xib.data.paths import read_regular
+
+        return read_regular(path, 2**40)
     try:
         index = _tar_index(str(path), stat.st_mtime_ns, stat.st_size)
     except tarfile.TarError as err:

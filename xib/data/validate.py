@@ -4,8 +4,9 @@ Stages, each stopping at the first failure with one DataError line naming the ma
   1. schema   each manifest has the MANIFEST_SCHEMA columns with compatible types; captions are UTF-8
   2. table    a Great Expectations suite per modality (nulls, unique ids, splits, value ranges, ...)
   3. entities every entity_id sits in one split only, across all modalities (no split leak)
-  4. media    each row's bytes: present, size limit, sha256 matches, decodes, and the decoded medium
-              agrees with ValidateConfig and with the row's own metadata
+  4. media    each row's bytes: present, size limit, sha256 matches, the shared media rules
+              (xib/data/rules.py: format by content, header limits, full decode), and the decoded
+              medium agrees with ValidateConfig and with the row's own metadata
 The report `data/reports/validate.json` (+ `.html`) is written atomically on success and on failure.
 """
 
@@ -32,8 +33,17 @@ from xib.data.expectations import (
     metadata_spec,
     run_suite,
 )
-from xib.data.manifest import COLUMNS, MANIFEST_SCHEMA, find_manifests, read_manifest, sha256
+from xib.data.manifest import (
+    COLUMNS,
+    MANIFEST_SCHEMA,
+    OPTIONAL_COLUMNS,
+    find_manifests,
+    read_manifest,
+    sha256,
+)
+from xib.data.rules import check_media
 from xib.data.shards import iter_items
+from xib.data.text import is_control, quoted
 from xib.errors import DataError
 from xib.io import atomic_path, write_json
 
@@ -73,6 +83,8 @@ def load_checked(path: Path) -> pd.DataFrame:
     except (pa.ArrowInvalid, OSError) as err:
         raise DataError(str(path), "manifest is a readable Parquet file", detail=str(err)) from None
     for field in MANIFEST_SCHEMA:
+        if field.name not in schema.names and field.name in OPTIONAL_COLUMNS:
+            continue  # a manifest written before the column existed
         if field.name not in schema.names:
             raise DataError(str(path), f"manifest has column {field.name!r}")
         actual = schema.field(field.name).type
@@ -88,6 +100,13 @@ def load_checked(path: Path) -> pd.DataFrame:
                 caption = bytes(caption).decode("utf-8")
             except UnicodeDecodeError as err:
                 raise DataError(str(path), "caption is valid UTF-8 text", row=row, detail=str(err)) from None
+        if isinstance(caption, str) and any(is_control(ch) for ch in caption):
+            raise DataError(
+                str(path),
+                "caption holds no control characters (C0, C1, ANSI escapes)",
+                row=row,
+                detail=quoted(caption),
+            )
         captions.append(caption)
     df["caption"] = pd.Series(captions, dtype=object).where(df["caption"].notna(), None)
     for column in ("width", "height", "sample_rate", "frames", "points"):
@@ -165,8 +184,21 @@ def _agrees(column: str, manifest_value: Any, actual: float, tolerance: float = 
         )
 
 
-def check_medium(modality: str, row: pd.Series, data: bytes, vcfg: Any) -> None:
-    """Every rule one medium must satisfy; raises RowError naming the first one broken."""
+def check_medium(
+    modality: str,
+    row: pd.Series,
+    data: bytes,
+    vcfg: Any,
+    limits: Any,
+    decoded: tuple[np.ndarray, dict[str, Any]] | None = None,
+) -> None:
+    """Every rule one stored medium must satisfy; raises RowError naming the first one broken.
+
+    The media rules themselves (format by content, limits from headers, full decode) are the shared
+    ones of `xib.data.rules.check_media`; on top, the stored medium must match ValidateConfig (the
+    data set's rate, point count, sizes) and the row's own metadata. `decoded`: what `check_media`
+    already returned for exactly these bytes (ingest storing a source file unchanged).
+    """
     if len(data) > int(vcfg.max_media_bytes):
         raise RowError(f"media file is at most {int(vcfg.max_media_bytes)} bytes", f"{len(data)} bytes")
     if len(data) == 0:
@@ -175,26 +207,25 @@ def check_medium(modality: str, row: pd.Series, data: bytes, vcfg: Any) -> None:
         raise RowError(
             "checksum matches the media bytes (sha256)", f"manifest {str(row['checksum'])[:12]}..."
         )
+    if modality not in media.MODALITIES:
+        raise RowError(f"modality is one of {media.MODALITIES}", repr(modality))
     try:
-        if modality == "image":
-            _check_image(row, data, vcfg)
-        elif modality == "audio":
-            _check_audio(row, data, vcfg)
-        elif modality == "pc":
-            _check_pc(row, data, vcfg)
-        elif modality == "video":
-            _check_video(row, data, vcfg)
-        else:
-            raise RowError(f"modality is one of {media.MODALITIES}", repr(modality))
-    except media.MediaError as err:
-        raise RowError(f"{modality} medium decodes", str(err)) from None
+        array, info = decoded if decoded is not None else check_media(modality, data, limits)
+    except DataError as err:
+        raise RowError(err.rule, err.detail) from None
+    if modality == "image":
+        _check_image(row, array, info, vcfg)
+    elif modality == "audio":
+        _check_audio(row, array, info, vcfg)
+    elif modality == "pc":
+        _check_pc(row, array, info, vcfg)
+    else:
+        _check_video(row, array, info, vcfg)
 
 
-def _check_image(row: pd.Series, data: bytes, vcfg: Any) -> None:
-    mode = media.image_mode(data)
-    if mode != "RGB":
-        raise RowError("image has 3 channels (RGB)", f"mode {mode}")
-    image = media.decode_image(data, convert=False)
+def _check_image(row: pd.Series, image: np.ndarray, info: dict[str, Any], vcfg: Any) -> None:
+    if info["mode"] != "RGB":
+        raise RowError("image has 3 channels (RGB)", f"mode {info['mode']}")
     height, width = image.shape[:2]
     lo, hi = int(vcfg.min_image_side), int(vcfg.max_image_side)
     if not (lo <= height <= hi and lo <= width <= hi):
@@ -203,14 +234,10 @@ def _check_image(row: pd.Series, data: bytes, vcfg: Any) -> None:
     _agrees("height", row["height"], height)
 
 
-def _check_audio(row: pd.Series, data: bytes, vcfg: Any) -> None:
-    samples, rate = media.decode_audio(data)
+def _check_audio(row: pd.Series, samples: np.ndarray, info: dict[str, Any], vcfg: Any) -> None:
+    rate = int(info["sample_rate"])
     if int(vcfg.sample_rate) and rate != int(vcfg.sample_rate):
         raise RowError(f"audio sample rate is {int(vcfg.sample_rate)} Hz", f"{rate} Hz")
-    if not np.all(np.isfinite(samples)):
-        raise RowError("audio samples are finite", f"{int(np.sum(~np.isfinite(samples)))} NaN/inf samples")
-    if samples.size and float(np.abs(samples).max()) > 1.0:
-        raise RowError("audio samples lie in [-1, 1]", f"peak {float(np.abs(samples).max()):.3g}")
     seconds = len(samples) / rate if rate else 0.0
     lo, hi = float(vcfg.min_audio_seconds), float(vcfg.max_audio_seconds)
     if not lo <= seconds <= hi:
@@ -219,12 +246,9 @@ def _check_audio(row: pd.Series, data: bytes, vcfg: Any) -> None:
     _agrees("duration_s", row["duration_s"], seconds, _DURATION_TOLERANCE_S)
 
 
-def _check_pc(row: pd.Series, data: bytes, vcfg: Any) -> None:
-    points = media.decode_pc(data)
-    if points.shape[1] != 3:
-        raise RowError("point cloud has shape [N, 3]", f"shape {points.shape}")
-    if not np.all(np.isfinite(points)):
-        raise RowError("point coordinates are finite", f"{int(np.sum(~np.isfinite(points)))} NaN/inf values")
+def _check_pc(row: pd.Series, points: np.ndarray, info: dict[str, Any], vcfg: Any) -> None:
+    if info["columns"] != 3:
+        raise RowError("point cloud has shape [N, 3]", f"{info['columns']} columns")
     limit = float(vcfg.max_abs_coordinate)
     if points.size and float(np.abs(points).max()) > limit:
         raise RowError(
@@ -236,9 +260,9 @@ def _check_pc(row: pd.Series, data: bytes, vcfg: Any) -> None:
     _agrees("points", row["points"], len(points))
 
 
-def _check_video(row: pd.Series, data: bytes, vcfg: Any) -> None:
-    frames, fps = media.decode_video_meta(data)
+def _check_video(row: pd.Series, frames: np.ndarray, info: dict[str, Any], vcfg: Any) -> None:
     count, height, width = frames.shape[:3]
+    fps = float(info["fps"])
     lo, hi = int(vcfg.min_frames), int(vcfg.max_frames)
     if not lo <= count <= hi:
         raise RowError(f"video has {lo}..{hi} frames", f"{count} frames")
@@ -256,13 +280,13 @@ def _check_video(row: pd.Series, data: bytes, vcfg: Any) -> None:
 
 
 def _check_media(path: Path, df: pd.DataFrame, modality: str, cfg: Any, progress: Any) -> int:
-    vcfg = cfg.data.validate
+    vcfg, limits = cfg.data.validate, cfg.data.limits
     endpoint = str(cfg.infra.s3_endpoint_url) or None
     checked = 0
     try:
         for row, data in iter_items(df, path.parent, endpoint):
             try:
-                check_medium(modality, row, data, vcfg)
+                check_medium(modality, row, data, vcfg, limits)
             except RowError as err:
                 detail = f"id={row['id']!r}, uri={row['uri']!r}" + (f": {err.detail}" if err.detail else "")
                 raise DataError(str(path), err.rule, row=int(row.name), detail=detail) from None
