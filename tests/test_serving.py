@@ -55,9 +55,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
 
 def _expected(root: Path, media: list[str], question: str) -> str:
     """The same question answered in-process from the project's own files (not the registry)."""
-    from xib.eval.run import checkpoint_dirs
-    from xib.eval.tasks import load_model_from_dirs
     from xib.registry.pyfunc import modality_of
+    from xib.runtime.checkpoints import checkpoint_dirs
+    from xib.runtime.runner import load_model_from_dirs
 
     cfg = load_config([f"paths.root={root}", *OVERRIDES])
     runner = load_model_from_dirs(cfg, checkpoint_dirs(cfg))

@@ -11,19 +11,18 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from xib.errors import XibError
+from xib.runtime.loading import CONFIG_ARTIFACT
 
 SUFFIXES = {
     ".png": "image", ".jpg": "image", ".jpeg": "image", ".wav": "audio", ".flac": "audio",
     ".npy": "pc", ".npz": "pc", ".mp4": "video", ".avi": "video", ".mov": "video",
 }  # fmt: skip
-CONFIG_ARTIFACT = "config"
 PROVENANCE_ARTIFACT = "provenance"
 MODEL_CODE = Path(__file__).with_name("model_code.py")  # logged as "models from code", not pickled
 
@@ -78,15 +77,6 @@ def candidate_artifacts(cfg: Any, staging: Path, provenance: Mapping[str, Any]) 
     return artifacts
 
 
-def projection_dirs(artifacts_dir: Path) -> dict[str, Path]:
-    """The projection checkpoint folders under a project's artifacts (`align/<m>/`)."""
-    out = {}
-    for folder in sorted((artifacts_dir / "align").glob("*")):
-        if (folder / "projection.safetensors").is_file():
-            out[folder.name] = folder
-    return out
-
-
 def _slim_projection_copy(src: Path, dst: Path) -> Path:
     """Only the consolidated projection (not DeepSpeed shards) travels into the registry."""
     dst.mkdir(parents=True, exist_ok=True)
@@ -108,30 +98,10 @@ class ServedModel:
     """What the pyfunc wrapper (`model_code.py`) delegates to: `load(artifacts)`, `predict(records)`."""
 
     def load(self, artifacts: Mapping[str, str]) -> None:
-        from omegaconf import OmegaConf
+        from xib.runtime.loading import runner_from_artifacts
 
-        from xib.eval.tasks import load_model_from_dirs
-
-        arts = {k: Path(v) for k, v in artifacts.items()}
-        cfg = OmegaConf.load(arts[CONFIG_ARTIFACT])
-        OmegaConf.set_struct(cfg, False)
-        if "llm" in arts:
-            cfg.model.llm.path = str(arts["llm"])
-        for modality in list(cfg.model.encoders):
-            if f"encoder_{modality}" in arts:
-                cfg.model.encoders[modality].path = str(arts[f"encoder_{modality}"])
-        if "image" in cfg.model.encoders and "video" in cfg.model.encoders and "encoder_video" not in arts:
-            # video frames go through the image encoder, as in the paper
-            if "encoder_image" in arts:
-                cfg.model.encoders["video"].path = str(arts["encoder_image"])
-        checkpoints = {k[len("projection_") :]: v for k, v in arts.items() if k.startswith("projection_")}
-        threads = int(os.environ.get("XIB_SERVE_THREADS", "0"))
-        if threads:
-            import torch
-
-            torch.set_num_threads(threads)
-        self.cfg = cfg
-        self.runner = load_model_from_dirs(cfg, checkpoints)
+        self.runner = runner_from_artifacts(artifacts)
+        self.cfg = self.runner.cfg
 
     def predict(self, model_input: Any) -> list[str]:
         records = _records(model_input)

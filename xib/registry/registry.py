@@ -270,9 +270,9 @@ def run_gate(cfg: Any) -> dict[str, Any]:
     """
     import tempfile
 
-    from xib.eval.run import checkpoint_dirs
     from xib.registry.gate import decide_with_policy
     from xib.registry.pyfunc import candidate_artifacts, stage_projections
+    from xib.runtime.checkpoints import checkpoint_dirs
 
     out = Path(str(cfg.eval.output))
     metrics = {k: float(v) for k, v in read_metrics(out / "metrics.json").items()}
