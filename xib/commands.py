@@ -37,6 +37,7 @@ ROOMS = (
     "xib.train.commands",
     "xib.eval.commands",
     "xib.registry.commands",
+    "xib.serve.commands",
     "xib.pipeline",
     "xib.ops",
 )

@@ -18,6 +18,7 @@ from xib.eval.config import EvalConfig
 from xib.models.bootstrap_config import BootstrapConfig
 from xib.models.config import ModelConfig
 from xib.registry.config import GateConfig
+from xib.serve.config import ServeConfig
 from xib.train.config import TrainConfig
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
@@ -72,6 +73,7 @@ class XibConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     gate: GateConfig = field(default_factory=GateConfig)
     infra: InfraConfig = field(default_factory=InfraConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
 
 
 MODALITIES = ("image", "pc", "audio", "video")
