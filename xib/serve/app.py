@@ -20,9 +20,10 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from xib.errors import XibError
+from xib.registry.versions import registry_listing
 from xib.serve.batcher import Batcher, Job, QueueFull
 from xib.serve.errors import ApiError
-from xib.serve.host import Loaded, ModelHost, registry_listing
+from xib.serve.host import Loaded, ModelHost
 from xib.serve.metrics import ServeMetrics
 
 log = logging.getLogger(__name__)

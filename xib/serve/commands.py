@@ -28,9 +28,10 @@ def serve_command(args: list[str]) -> int:
 
     import uvicorn
 
+    from xib.registry.versions import resolve
     from xib.runtime.project import project_config
     from xib.serve.app import bearer_token, create_app
-    from xib.serve.host import ModelHost, resolve
+    from xib.serve.host import ModelHost
 
     cfg, where = project_config(load_config, overrides)
     scfg = cfg.serve
