@@ -9,6 +9,7 @@ No `from __future__ import annotations` here: FastAPI reads the handlers' `reque
 annotations at definition time, and `Request` is imported inside `create_app` (lazily).
 """
 
+import asyncio
 import hmac
 import json
 import logging
@@ -163,6 +164,7 @@ def create_app(cfg: Any, host: ModelHost, token: str | None = None) -> Any:
     async def prometheus(request: Request) -> Any:
         authorize(request)
         metrics.queue.set(batcher.pending)
+        metrics.switches.set(host.switches)
         if host.current is not None:
             metrics.version.set(int(host.current.version))
         body, content_type = metrics.text()
@@ -179,8 +181,6 @@ def create_app(cfg: Any, host: ModelHost, token: str | None = None) -> Any:
             version = await run_in_threadpool(host.check)
         except XibError as err:
             raise ApiError(404, str(err).splitlines()[0], code="model_not_found") from None
-        if before != version:
-            metrics.switches.inc()
         return {"model": host.name, "ref": host.ref, "version": version, "previous": before}
 
     @app.get("/v1/models")
@@ -222,8 +222,6 @@ def create_app(cfg: Any, host: ModelHost, token: str | None = None) -> Any:
         except XibError as err:
             raise ApiError(400, f"messages: {str(err).splitlines()[0]}", param="messages") from None
         options = current.runner.options.with_request(**chat.options)
-        import asyncio
-
         job = Job(current, prompt, options, chat.n, asyncio.get_running_loop())
         try:
             batcher.submit(job)

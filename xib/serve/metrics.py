@@ -35,7 +35,7 @@ class ServeMetrics:
         self.completion_tokens = Counter("xib_completion_tokens", "Tokens generated", registry=r)
         self.queue = Gauge("xib_queue_length", "Requests waiting or running", registry=r)
         self.version = Gauge("xib_model_version", "The registered version being served", registry=r)
-        self.switches = Counter("xib_model_switches", "Times the served version changed", registry=r)
+        self.switches = Gauge("xib_model_switches", "Times the served version changed", registry=r)
 
     def observe_batch(self, batch_rows: int, seconds: float) -> None:
         self.batch_rows.observe(batch_rows)
