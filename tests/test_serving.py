@@ -98,6 +98,7 @@ def _xib_ask(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Comp
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_xib_ask_checks_inputs_first_and_finds_the_project_registry(served, tmp_path, monkeypatch) -> None:
     from xib.errors import XibError
     from xib.registry.commands import ask_command
