@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -365,19 +366,34 @@ def test_hot_switch_on_promotion_keeps_in_flight_requests(project, server) -> No
     def one(_: int) -> str:
         return client.chat.completions.create(model=NAME, messages=messages, max_tokens=16).model
 
+    switched = threading.Event()
+
+    def keep_asking(_: int) -> list[str]:
+        """Requests one after another from before the promotion until two after the switch."""
+        seen, after = [], 0
+        while after < 2:
+            seen.append(one(0))  # raises (and fails the test) on any error
+            after += switched.is_set()
+        return seen
+
     with cf.ThreadPoolExecutor(2) as pool:
-        futures = [pool.submit(one, i) for i in range(2)]
+        futures = [pool.submit(keep_asking, i) for i in range(2)]
         os.environ["XIB_ROOT"] = str(root)
         try:
             reg.promote_version(cfg, project["v2"], force=True)
         finally:
             os.environ.pop("XIB_ROOT")
-        served = [f.result() for f in futures]
-    assert set(served) <= {f"{NAME}/{project['v1']}", f"{NAME}/{project['v2']}"}
-    deadline = time.monotonic() + 120
-    while json.loads(_get(server["url"] + "/health")[1]).get("version") != project["v2"]:
-        assert time.monotonic() < deadline, server["log"].read_text()[-2000:]
-        time.sleep(0.3)
+        deadline = time.monotonic() + 120
+        while json.loads(_get(server["url"] + "/health")[1]).get("version") != project["v2"]:
+            assert time.monotonic() < deadline, server["log"].read_text()[-2000:]
+            time.sleep(0.2)
+        switched.set()
+        served = [model for f in futures for model in f.result()]
+    # answers kept coming while the new version loaded and after it took over: none failed
+    assert served[0] == f"{NAME}/{project['v1']}" and set(served) == {
+        f"{NAME}/{project['v1']}",
+        f"{NAME}/{project['v2']}",
+    }
     assert one(0) == f"{NAME}/{project['v2']}"
     # the token-guarded reload answers with the version now served
     code, reply = _post(server["url"] + "/admin/reload", {})
@@ -391,8 +407,6 @@ def test_hot_switch_on_promotion_keeps_in_flight_requests(project, server) -> No
 
 def test_503_while_the_model_loads_and_when_it_cannot(project) -> None:
     """In process: a load that has not finished answers 503 "loading"; a failed one says why."""
-    import threading
-
     from fastapi.testclient import TestClient
 
     from xib.errors import XibError
@@ -411,8 +425,9 @@ def test_503_while_the_model_loads_and_when_it_cannot(project) -> None:
         host = ModelHost(cfg, "champion", loader=slow_loader)
         with TestClient(create_app(cfg, host)) as client:
             body = {"model": NAME, "messages": _ask(project["media"], "what is this ?")}
-            health = client.get("/health")
+            health = client.get("/health", headers={"Origin": "http://elsewhere.example"})
             assert health.status_code == 503 and health.json()["status"] == "loading"
+            assert "access-control-allow-origin" not in health.headers  # CORS off by default
             reply = client.post("/v1/chat/completions", json=body)
             assert reply.status_code == 503 and "loading" in reply.json()["error"]["message"]
             release.set()
