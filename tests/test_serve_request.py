@@ -51,6 +51,11 @@ def test_wav_and_flac_decode_to_the_same_samples(cfg) -> None:
         assert modality == "audio" and rate == 8000 and chat.question == "what is this sound ?"
         parsed.append(samples)
     assert parsed[0].shape == parsed[1].shape and np.abs(parsed[0] - parsed[1]).max() < 1e-3
+    # `xib ask` and the pyfunc read .flac files through the runtime's decoder, the same one
+    from xib.runtime.runner import decode_bytes
+
+    samples, rate = decode_bytes("audio", _flac(wave, 8000))
+    assert rate == 8000 and np.array_equal(samples, parsed[1])
 
 
 def test_audio_over_the_ingest_limit_is_413_naming_the_rule(cfg) -> None:

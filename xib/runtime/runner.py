@@ -162,9 +162,35 @@ def decode_bytes(modality: str, data: bytes) -> Any:
     from xib.data.media import decode, decode_audio
 
     try:
-        return decode_audio(data) if modality == "audio" else decode(modality, data)
-    except ValueError as err:
+        if modality == "audio":
+            return decode_flac(data) if data[:4] == b"fLaC" else decode_audio(data)
+        return decode(modality, data)
+    except (ValueError, OSError) as err:  # PyAV's errors are OSErrors
         raise XibError(f"cannot read the {modality} input: {err}") from None
+
+
+def decode_flac(data: bytes) -> tuple[Any, int]:
+    """FLAC through PyAV (libav), to mono float32 like `xib.data.media.decode_audio`'s WAVs."""
+    import io
+
+    import av
+    import numpy as np
+
+    with av.open(io.BytesIO(data), mode="r", format="flac") as container:
+        stream = container.streams.audio[0]
+        rate = int(stream.rate or 0)
+        chunks = []
+        for frame in container.decode(stream):
+            array = frame.to_ndarray()
+            if array.dtype.kind == "i":
+                array = array.astype(np.float32) / float(2 ** (8 * array.dtype.itemsize - 1) - 1)
+            channels = len(frame.layout.channels)
+            # planar: [channels, samples]; packed: [1, samples * channels] interleaved
+            chunks.append(array if frame.format.is_planar else array.reshape(-1, channels).T)
+    if not chunks or rate <= 0:
+        raise ValueError("FLAC holds no audio")
+    wave = np.concatenate(chunks, axis=1).mean(axis=0)
+    return wave.astype(np.float32), rate
 
 
 def resample(wave: Any, rate: int) -> Any:

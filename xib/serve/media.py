@@ -9,6 +9,7 @@ import io
 import re
 from typing import Any
 
+from xib.runtime.runner import decode_flac
 from xib.serve.errors import bad, too_large
 
 DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?:;[\w-]+=[^;,]*)*;base64,(?P<data>.*)$", re.S)
@@ -51,28 +52,6 @@ def image_url(url: Any, where: str, limit: int) -> bytes:
     return b64(match.group("data"), where, limit)
 
 
-def _decode_flac(data: bytes) -> tuple[Any, int]:
-    """FLAC through PyAV (libav), to mono float32 like `xib.data.media.decode_audio`'s WAVs."""
-    import av
-    import numpy as np
-
-    with av.open(io.BytesIO(data), mode="r", format="flac") as container:
-        stream = container.streams.audio[0]
-        rate = int(stream.rate or 0)
-        chunks = []
-        for frame in container.decode(stream):
-            array = frame.to_ndarray()
-            if array.dtype.kind == "i":
-                array = array.astype(np.float32) / float(2 ** (8 * array.dtype.itemsize - 1) - 1)
-            channels = len(frame.layout.channels)
-            # planar: [channels, samples]; packed: [1, samples * channels] interleaved
-            chunks.append(array if frame.format.is_planar else array.reshape(-1, channels).T)
-    if not chunks or rate <= 0:
-        raise ValueError("FLAC holds no audio")
-    wave = np.concatenate(chunks, axis=1).mean(axis=0)
-    return wave.astype(np.float32), rate
-
-
 def decode_media(modality: str, data: bytes, fmt: str, where: str, vcfg: Any) -> Any:
     """Decoded media as `Runner.encode_array` reads it, or a 400/413 naming `where` and the rule."""
     from xib.data import media as M
@@ -92,7 +71,7 @@ def decode_media(modality: str, data: bytes, fmt: str, where: str, vcfg: Any) ->
                                        "(data.validate.max_image_side)")  # fmt: skip
             return M.decode_image(data)
         if modality == "audio":
-            wave, rate = _decode_flac(data) if fmt == "flac" else M.decode_audio(data)
+            wave, rate = decode_flac(data) if fmt == "flac" else M.decode_audio(data)
             seconds = wave.size / max(rate, 1)
             if seconds > float(vcfg.max_audio_seconds):
                 raise too_large(where, f"audio is {seconds:.1f} s, at most {float(vcfg.max_audio_seconds)} s "
