@@ -20,6 +20,7 @@ from xib.data.media import encode
 from xib.eval.run import run_eval
 from xib.eval.testing import make_tiny_project
 from xib.registry import registry as reg
+from xib.registry.asking import split_overrides, strip_answer_cue
 
 OVERRIDES = [
     "eval.modalities=[image,audio]",
@@ -55,9 +56,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
 
 def _expected(root: Path, media: list[str], question: str) -> str:
     """The same question answered in-process from the project's own files (not the registry)."""
-    from xib.eval.run import checkpoint_dirs
-    from xib.eval.tasks import load_model_from_dirs
     from xib.registry.pyfunc import modality_of
+    from xib.runtime.checkpoints import checkpoint_dirs
+    from xib.runtime.runner import load_model_from_dirs
 
     cfg = load_config([f"paths.root={root}", *OVERRIDES])
     runner = load_model_from_dirs(cfg, checkpoint_dirs(cfg))
@@ -87,7 +88,66 @@ def test_champion_loads_as_pyfunc_and_answers_over_mixed_media(served, monkeypat
         capture_output=True, text=True, env={**os.environ, "XIB_ROOT": str(root)}, timeout=300,
     )  # fmt: skip
     assert res.returncode == 0, res.stderr[-2000:]
-    assert res.stdout.endswith(answers[0] + "\n"), res.stdout[-500:]
+    assert res.stdout.endswith(strip_answer_cue(answers[0]) + "\n"), res.stdout[-500:]
+
+
+def _xib_ask(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "xib.cli", "ask", *args], capture_output=True, text=True, cwd=cwd, env=env,
+        timeout=300,
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_xib_ask_checks_inputs_first_and_finds_the_project_registry(served, tmp_path, monkeypatch) -> None:
+    from xib.errors import XibError
+    from xib.registry.commands import ask_command
+    from xib.runtime.project import project_config
+
+    root, media = served
+    monkeypatch.delenv("XIB_ROOT", raising=False)
+    name = "gate.model_name=xib-serve-test"
+    # refused before any model loads (or any registry opens): a third input, a missing file, a .txt
+    for args, words in (
+        (["--input", media[0], "--input", media[1], "--input", media[0], "which ?"], "3 inputs given"),
+        (["--input", str(root / "nope.png"), "what ?"], "no such file"),
+        (["--input", str(root / "notes.txt"), "what ?"], "cannot tell the modality"),
+    ):
+        with pytest.raises(XibError, match=words):
+            ask_command([*args, name])
+    # from an unrelated folder: an error saying where it looked, and no empty mlflow.db left behind
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    try:
+        _, where = project_config(load_config, [name])
+        assert str(elsewhere) not in where  # (the checkout xib runs from may hold a registry of its own)
+    except XibError as err:
+        assert "no model registry found" in str(err) and str(elsewhere / "mlflow.db") in str(err)
+    assert not (elsewhere / "mlflow.db").exists()
+    # the CLI from a folder inside the project, without XIB_ROOT: the project's registry is found and
+    # named; a question with "=" in it stays the question; the answer has no "answer:" cue
+    inside = root / "some" / "folder"
+    inside.mkdir(parents=True)
+    env = {k: v for k, v in os.environ.items() if k != "XIB_ROOT"}
+    res = _xib_ask(["--input", media[0], "is x=1 in this picture ?", name, "eval.threads=1"], inside, env)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert f"registry: {root / 'mlflow.db'}" in res.stderr and not (inside / "mlflow.db").exists()
+    assert res.stdout.strip() == strip_answer_cue(_expected(root, media[:1], "is x=1 in this picture ?"))
+
+
+def test_strip_answer_cue() -> None:
+    assert strip_answer_cue("Answer : first") == "first"
+    assert strip_answer_cue("answer: a red cube") == "a red cube"
+    assert strip_answer_cue("the answer: is here") == "the answer: is here"
+
+
+def test_overrides_are_config_keys_and_the_rest_is_the_question() -> None:
+    own, overrides = split_overrides(
+        ["--input", "a.png", "is", "x=1", "?", "eval.threads=1", "a=b", "+serve.port=9"]
+    )
+    assert overrides == ["eval.threads=1", "+serve.port=9"]
+    assert own == ["--input", "a.png", "is", "x=1", "?", "a=b"]
 
 
 def _free_port() -> int:

@@ -36,6 +36,7 @@ ROOMS = (
     "xib.eval.commands",
     "xib.registry.commands",
     "xib.pipeline.commands",
+    "xib.serve.commands",
 )
 
 

@@ -30,6 +30,7 @@ from xib.modalities import MODALITIES
 from xib.models.bootstrap_config import BootstrapConfig
 from xib.models.config import ModelConfig
 from xib.registry.config import GateConfig
+from xib.serve.config import ServeConfig
 from xib.train.config import TrainConfig
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
@@ -94,6 +95,7 @@ class XibConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     gate: GateConfig = field(default_factory=GateConfig)
     infra: InfraConfig = field(default_factory=InfraConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
 
 
 _COMPOSE_LOCK = threading.Lock()  # Hydra's global state is not thread-safe (flows run stages in threads)

@@ -18,23 +18,9 @@ from typing import Any
 
 from xib.errors import XibError
 from xib.io import atomic_path, write_json
+from xib.runtime.checkpoints import checkpoint_dirs
 
 log = logging.getLogger(__name__)
-
-
-def checkpoint_dirs(cfg: Any) -> dict[str, Path]:
-    """`artifacts/align/<m>/` of every modality `cfg.eval.modalities` names; all must exist."""
-    from xib.registry.pyfunc import projection_dirs
-
-    found = projection_dirs(Path(str(cfg.paths.artifacts)))
-    wanted = list(cfg.eval.modalities)
-    missing = [m for m in wanted if m not in found]
-    if missing:
-        raise XibError(
-            f"no trained projection for {missing} under {Path(str(cfg.paths.artifacts)) / 'align'} "
-            f"(run `xib align modality=...`, or narrow eval.modalities)"
-        )
-    return {m: found[m] for m in wanted}
 
 
 def candidate_provenance(cfg: Any, checkpoints: dict[str, Path]) -> dict[str, Any]:
@@ -57,8 +43,8 @@ def candidate_provenance(cfg: Any, checkpoints: dict[str, Path]) -> dict[str, An
 def build_runner(cfg: Any, checkpoints: dict[str, Path], batch_size: int | None = None) -> Any:
     import torch
 
-    from xib.eval.tasks import Runner
     from xib.models.checkpoint import compose_model
+    from xib.runtime.runner import Runner
     from xib.train.features import cache_dir
 
     if int(cfg.eval.threads) > 0:

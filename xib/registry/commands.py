@@ -6,13 +6,12 @@ import argparse
 
 from xib.commands import command
 from xib.config import load_config
-from xib.errors import XibError
+from xib.registry.asking import ask_inputs, ask_server, split_overrides, strip_answer_cue
 
 
 def _split(args: list[str]) -> tuple[list[str], list[str]]:
     """Hydra overrides (key=value) apart from the command's own arguments."""
-    overrides = [a for a in args if "=" in a and not a.startswith("-")]
-    return [a for a in args if a not in overrides], overrides
+    return split_overrides(args)
 
 
 @command("gate")
@@ -57,25 +56,43 @@ def rollback_command(args: list[str]) -> int:
 @command("ask")
 def ask_command(args: list[str]) -> int:
     """Answer a question over media files with a registered model: xib ask --input a.png "question"."""
-    import mlflow
+    import sys
+    import time
 
-    from xib.registry.registry import client
-
-    own, overrides = _split(args)
-    parser = argparse.ArgumentParser(prog="xib ask")
+    own, overrides = split_overrides(args)
+    parser = argparse.ArgumentParser(prog="xib ask", description=ask_command.__doc__)
     parser.add_argument(
         "--model", default="champion", help="alias (champion, challenger, previous) or version"
     )
-    parser.add_argument("--input", action="append", default=[], help="a media file; repeat for several")
+    parser.add_argument("--input", action="append", default=[], help="a media file; repeat for two")
+    parser.add_argument("--server", default="", help="ask a running `xib serve` at this URL instead")
+    parser.add_argument("--timing", action="store_true", help="print load and answer seconds to stderr")
     parser.add_argument("question", nargs="+")
     opts = parser.parse_args(own)
-    if not opts.input:
-        raise XibError("give at least one --input media file")
-    cfg = load_config(overrides)
-    client(cfg)
-    name = str(cfg.gate.model_name)
-    uri = f"models:/{name}/{opts.model}" if opts.model.isdigit() else f"models:/{name}@{opts.model}"
-    model = mlflow.pyfunc.load_model(uri)
-    [answer] = model.predict([{"question": " ".join(opts.question), "media": list(opts.input)}])
-    print(answer)
+    question = " ".join(opts.question).strip()
+    media = ask_inputs(opts.input, question)  # every check before anything loads
+    if opts.server:
+        start = time.perf_counter()
+        answer = ask_server(opts.server, media, question)
+        if opts.timing:
+            print(f"answered by {opts.server} in {time.perf_counter() - start:.2f} s", file=sys.stderr)
+        print(strip_answer_cue(answer))
+        return 0
+
+    from xib.registry.versions import load_pyfunc, resolve
+    from xib.runtime.project import project_config
+
+    cfg, where = project_config(load_config, overrides)
+    version = resolve(cfg, opts.model)
+    print(f"{cfg.gate.model_name} version {version} ({opts.model}), {where}", file=sys.stderr)
+    start = time.perf_counter()
+    model = load_pyfunc(cfg, version)
+    loaded = time.perf_counter()
+    [answer] = model.predict([{"question": question, "media": [str(path) for _, path in media]}])
+    if opts.timing:
+        print(
+            f"loaded in {loaded - start:.2f} s, answered in {time.perf_counter() - loaded:.2f} s",
+            file=sys.stderr,
+        )
+    print(strip_answer_cue(answer))
     return 0

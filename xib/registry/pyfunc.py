@@ -2,29 +2,36 @@
 modalities, answered by the frozen encoders, the candidate's projections and the frozen LLM.
 
 `mlflow.pyfunc.load_model("models:/xib@champion").predict(...)` and `mlflow models serve` take
-records like `{"question": "...", "media": ["a.png", {"modality": "audio", "data_b64": "..."}]}`
-(a media entry is a path, whose extension names its modality, or a dict with `modality` and
-either `path` or `data_b64`) and return one answer string per record.
+records like `{"question": "...", "media": ["a.png", "data:audio/wav;base64,..."]}` (the logged
+signature: `question` a string, `media` an array of strings; a media entry is a local path, whose
+extension names its modality, or a base64 data URL, whose media type does) and return one answer
+string per record. Called in Python without the signature's check, a media entry may also be a dict
+with `modality` and either `path` or `data_b64`.
+
+A path is read from the machine the model runs on: fine for `xib ask` and a local
+`mlflow models serve`; `xib serve` (xib/serve/) takes media only from the request body.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import os
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from xib.errors import XibError
+from xib.runtime.loading import CONFIG_ARTIFACT
 
 SUFFIXES = {
     ".png": "image", ".jpg": "image", ".jpeg": "image", ".wav": "audio", ".flac": "audio",
     ".npy": "pc", ".npz": "pc", ".mp4": "video", ".avi": "video", ".mov": "video",
 }  # fmt: skip
-CONFIG_ARTIFACT = "config"
+MIME_MODALITY = {"image": "image", "audio": "audio", "video": "video", "application": "pc"}
 PROVENANCE_ARTIFACT = "provenance"
+INPUT_EXAMPLE = [{"question": "what is this ?", "media": ["photo.png"]},
+                 {"question": "which of the two is bigger ?", "media": ["photo.png", "sound.wav"]}]  # fmt: skip
 MODEL_CODE = Path(__file__).with_name("model_code.py")  # logged as "models from code", not pickled
 
 
@@ -37,6 +44,15 @@ def pip_requirements() -> list[str]:
         f"torch=={version('torch').split('+')[0]}",
         f"xib=={version('xib')}",
     ]
+
+
+def signature() -> Any:
+    """The logged model's signature: records of `question` (string) and `media` (array of strings)."""
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import Array, ColSpec, DataType, Schema
+
+    inputs = Schema([ColSpec(DataType.string, "question"), ColSpec(Array(DataType.string), "media")])
+    return ModelSignature(inputs=inputs, outputs=Schema([ColSpec(DataType.string)]))
 
 
 def modality_of(path: str) -> str:
@@ -78,15 +94,6 @@ def candidate_artifacts(cfg: Any, staging: Path, provenance: Mapping[str, Any]) 
     return artifacts
 
 
-def projection_dirs(artifacts_dir: Path) -> dict[str, Path]:
-    """The projection checkpoint folders under a project's artifacts (`align/<m>/`)."""
-    out = {}
-    for folder in sorted((artifacts_dir / "align").glob("*")):
-        if (folder / "projection.safetensors").is_file():
-            out[folder.name] = folder
-    return out
-
-
 def _slim_projection_copy(src: Path, dst: Path) -> Path:
     """Only the consolidated projection (not DeepSpeed shards) travels into the registry."""
     dst.mkdir(parents=True, exist_ok=True)
@@ -108,28 +115,10 @@ class ServedModel:
     """What the pyfunc wrapper (`model_code.py`) delegates to: `load(artifacts)`, `predict(records)`."""
 
     def load(self, artifacts: Mapping[str, str]) -> None:
-        from xib.config import load_config
-        from xib.eval.tasks import load_model_from_dirs
+        from xib.runtime.loading import runner_from_artifacts
 
-        arts = {k: Path(v) for k, v in artifacts.items()}
-        cfg = load_config(config_file=arts[CONFIG_ARTIFACT])
-        if "llm" in arts:
-            cfg.model.llm.path = str(arts["llm"])
-        for modality in list(cfg.model.encoders):
-            if f"encoder_{modality}" in arts:
-                cfg.model.encoders[modality].path = str(arts[f"encoder_{modality}"])
-        if "image" in cfg.model.encoders and "video" in cfg.model.encoders and "encoder_video" not in arts:
-            # video frames go through the image encoder, as in the paper
-            if "encoder_image" in arts:
-                cfg.model.encoders["video"].path = str(arts["encoder_image"])
-        checkpoints = {k[len("projection_") :]: v for k, v in arts.items() if k.startswith("projection_")}
-        threads = int(os.environ.get("XIB_SERVE_THREADS", "0"))
-        if threads:
-            import torch
-
-            torch.set_num_threads(threads)
-        self.cfg = cfg
-        self.runner = load_model_from_dirs(cfg, checkpoints)
+        self.runner = runner_from_artifacts(artifacts)
+        self.cfg = self.runner.cfg
 
     def predict(self, model_input: Any) -> list[str]:
         records = _records(model_input)
@@ -173,6 +162,15 @@ def _records(model_input: Any) -> list[Mapping[str, Any]]:
 
 def _media_entry(entry: Any) -> tuple[str, bytes]:
     """(modality, file bytes) of one media entry."""
+    if isinstance(entry, str) and entry.startswith("data:"):
+        head, _, data = entry.partition(",")
+        mime = head[5:].split(";")[0]
+        modality = MIME_MODALITY.get(mime.split("/")[0]) if mime else None
+        if not modality or not head.endswith(";base64"):
+            raise XibError(
+                f"{head[:40]}: a media data URL is data:<image|audio|video|application>/...;base64,..."
+            )
+        return modality, base64.b64decode(data)
     if isinstance(entry, str):
         path = Path(entry)
         if not path.is_file():

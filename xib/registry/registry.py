@@ -79,7 +79,7 @@ def register_candidate(
     """
     import mlflow
 
-    from xib.registry.pyfunc import MODEL_CODE, pip_requirements
+    from xib.registry.pyfunc import INPUT_EXAMPLE, MODEL_CODE, pip_requirements, signature
 
     mc = client(cfg)
     name = str(cfg.gate.model_name)
@@ -93,7 +93,10 @@ def register_candidate(
             python_model=str(MODEL_CODE),
             artifacts={k: str(v) for k, v in artifacts.items()},
             pip_requirements=pip_requirements(),
+            signature=signature(),
         )
+        # not log_model(input_example=...): MLflow would load the whole model to validate it
+        mlflow.log_dict({"records": INPUT_EXAMPLE}, "input_example.json")
         active_run_id = run.info.run_id
     with contextlib.suppress(Exception):  # exists already
         mc.create_registered_model(name, description="X-InstructBLIP projections over a frozen LLM")
@@ -238,9 +241,9 @@ def run_gate(cfg: Any) -> dict[str, Any]:
     """
     import tempfile
 
-    from xib.eval.run import checkpoint_dirs
     from xib.registry.gate import decide_with_policy
     from xib.registry.pyfunc import candidate_artifacts, stage_projections
+    from xib.runtime.checkpoints import checkpoint_dirs
 
     out = Path(str(cfg.eval.output))
     metrics = {k: float(v) for k, v in read_metrics(out / "metrics.json").items()}

@@ -6,51 +6,16 @@ an uninterrupted run would have seen, with no sampler state to checkpoint.
 
 from __future__ import annotations
 
-import json
 import math
 from collections import defaultdict
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from xib.errors import DataError, XibError
+from xib.data.instructions import instruct_path as instruct_path  # the one reader, shared with eval
+from xib.data.instructions import read_instructions as read_instructions
+from xib.errors import DataError
 from xib.train.config import MIXES
-
-if TYPE_CHECKING:
-    from xib.config import XibConfig
-
-REQUIRED = ("item_id", "instruction", "answer")
-
-
-def instruct_path(cfg: XibConfig, modality: str, split: str) -> Path:
-    return Path(cfg.paths.data) / "instruct" / modality / f"{split}.jsonl"
-
-
-def read_instructions(path: str | Path) -> list[dict[str, Any]]:
-    path = Path(path)
-    if not path.is_file():
-        raise XibError(f"{path}: no instruction data (run `xib instruct` first)")
-    records = []
-    with path.open() as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(
-                    str(path), "each line must be one JSON object", row=line_no, detail=str(err)
-                ) from err
-            missing = [key for key in REQUIRED if not isinstance(record.get(key), str) or not record[key]]
-            if missing:
-                raise DataError(str(path), f"record lacks {', '.join(missing)}", row=line_no)
-            record.setdefault("task", "caption")
-            record.setdefault("caption", "")
-            records.append(record)
-    if not records:
-        raise DataError(str(path), "instruction file is empty")
-    return records
 
 
 def task_weights(sizes: dict[str, int], mix: str) -> dict[str, float]:
