@@ -10,6 +10,7 @@ import signal
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -18,13 +19,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from xib.data.annotations import csv_records, header_index, loads_strict
-from xib.data.config import IngestConfig, LimitsConfig
+from xib.data.config import DiscrnConfig, IngestConfig, LimitsConfig, ValidateConfig
+from xib.data.discrn_released import read_released
 from xib.data.ingest import Context, read_audiocaps, read_cap3d, read_coco, read_msrvtt
 from xib.data.rules import check_media
 from xib.data.text import clean_caption, quoted
 from xib.errors import DataError
 
 LIMITS = LimitsConfig()
+# the released DisCRn reader reads only these sections of the config
+DISCRN_CFG = SimpleNamespace(
+    data=SimpleNamespace(discrn=DiscrnConfig(), limits=LIMITS, validate=ValidateConfig())
+)
 FUZZ = settings(
     max_examples=40,
     deadline=None,  # no wall-clock assertion; a hang is caught by the alarm below
@@ -100,7 +106,8 @@ def test_media_decoders(modality: str, data: st.DataObject) -> None:
     clean_or_data_error(lambda: check_media(modality, sample, LIMITS))
 
 
-JSON_SEEDS = [
+JSON_SEEDS: list = [
+    [{"id": "r0", "sample_ids": ["a", "b"], "captions": ["x", "y"], "question": "which?", "label": 1}],
     {
         "images": [{"id": 1, "file_name": "a.jpg"}],
         "annotations": [{"id": 2, "image_id": 1, "caption": "a cat"}],
@@ -146,6 +153,9 @@ def test_annotation_readers(data: st.DataObject) -> None:
             path = Path(folder) / name
             path.write_bytes(raw)
             clean_or_data_error(lambda reader=reader, path=path: reader(path, ctx))
+        released = Path(folder) / "objaverse.json"
+        released.write_bytes(as_json)
+        clean_or_data_error(lambda: read_released(DISCRN_CFG, "image_pc", str(released)))
 
 
 @FUZZ

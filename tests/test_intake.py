@@ -186,6 +186,7 @@ def coco_with(tmp_path: Path, name: str, data: bytes | None, **ann_extra) -> lis
         ("/etc/hostname", "media file name is relative to the media folder"),
         ("a\x00b.jpg", "media file name holds no NUL byte"),
         ("", "media file name is not empty"),
+        ("\x1b[2Jx.jpg", "media file name holds no control or invisible characters ('\\x1b[2Jx.jpg')"),
     ],
 )
 def test_unsafe_media_names(tmp_path: Path, monkeypatch, capsys, name: str, rule: str) -> None:

@@ -13,7 +13,7 @@ import os
 import stat
 from pathlib import Path, PurePosixPath
 
-from xib.data.text import quoted
+from xib.data.text import INVISIBLE, is_control, quoted
 from xib.errors import DataError
 
 
@@ -22,6 +22,10 @@ def check_name(name: str, file: str, row: int | str | None) -> None:
         raise DataError(file, "media file name is not empty", row=row)
     if "\x00" in name:
         raise DataError(file, "media file name holds no NUL byte", row=row, detail=quoted(name))
+    if any(is_control(ch) or ch in INVISIBLE for ch in name):  # never echoed raw to a terminal
+        raise DataError(
+            file, "media file name holds no control or invisible characters", row=row, detail=quoted(name)
+        )
     pure = PurePosixPath(name)
     if pure.is_absolute() or name.startswith("\\") or (len(name) > 1 and name[1] == ":"):
         raise DataError(file, "media file name is relative to the media folder", row=row, detail=quoted(name))
