@@ -47,13 +47,7 @@ ORDER = [
 ORDER.append("flows")  # the library never imports the flows
 
 # Known exceptions, to delete once fixed. Nothing else may import upward.
-ALLOWED_UPWARD = {
-    # eval <-> registry: the evaluator reads the projection folders and the MLflow client from the
-    # registry, which reads the evaluator's checkpoint list back. The inference-runtime work (branch
-    # `serve`, issue 16) removes this cycle; delete both entries when it is merged.
-    ("xib.eval.run", "xib.registry.pyfunc"),
-    ("xib.eval.run", "xib.registry.registry"),
-}
+ALLOWED_UPWARD: set[tuple[str, str]] = set()  # no exceptions to the room order
 
 
 def modules() -> dict[str, Path]:

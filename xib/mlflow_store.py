@@ -38,3 +38,8 @@ def use_tracking_uri(uri: str) -> Any:
             mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri).search_experiments(max_results=1)
         _READY.add(uri)
     return mlflow
+
+
+def tracking_client(uri: str) -> Any:
+    """An MlflowClient whose tracking and registry URIs are both `uri` (eval and the registry share it)."""
+    return use_tracking_uri(uri).MlflowClient(tracking_uri=uri, registry_uri=uri)

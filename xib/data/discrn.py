@@ -34,17 +34,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from xib.data.config import PAIRS
+from xib.data.discrn_files import balance_counts, discrn_path
 from xib.data.world import KINDS_BY_NAME, Kind, applicable_questions, caption
 from xib.errors import DataError, XibError
 from xib.io import write_json
 from xib.prompts import ANSWERS
 
-from xib.data.config import PAIRS
 _WORD = re.compile(r"[a-z0-9]+")
-
-
-def discrn_path(cfg: Any, pair: str, split: str) -> Path:
-    return Path(cfg.paths.data) / "discrn" / pair / f"{split}.json"
 
 
 # --- caption embedding -------------------------------------------------------------------------
@@ -257,15 +254,6 @@ def build_discrn(cfg: Any) -> dict[str, dict[str, Any]]:
             write_json(discrn_path(cfg, pair, split), records)
             summary[pair][split] = balance_counts(records)
     return summary
-
-
-def balance_counts(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "examples": len(records),
-        "labels": dict(sorted(Counter(r["answer"] for r in records).items())),
-        "first_modality": dict(sorted(Counter(r["modalities"][0] for r in records).items())),
-        "attributes": dict(sorted(Counter(r["properties"]["attribute"] for r in records).items())),
-    }
 
 
 def read_discrn(path: str | os.PathLike[str]) -> list[dict[str, Any]]:

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from xib.data.annotations import load_json
-from xib.data.discrn import PAIRS, balance_counts, discrn_path
+from xib.data.config import PAIRS
+from xib.data.discrn_files import balance_counts, discrn_path
 from xib.data.paths import read_regular, resolve_media
 from xib.data.rules import check_media
 from xib.data.text import clean_caption, quoted

@@ -121,9 +121,9 @@ def run_eval(cfg: Any, runner: Any = None) -> dict[str, float]:
 
 
 def log_to_mlflow(cfg: Any, run_id: str, metrics: dict[str, float], plots: list[Path], report: Path) -> None:
-    from xib.registry.registry import client
+    from xib.mlflow_store import tracking_client
 
-    mc = client(cfg)
+    mc = tracking_client(str(cfg.infra.mlflow_tracking_uri))
     stamp = int(time.time() * 1000)
     from mlflow.entities import Metric
 

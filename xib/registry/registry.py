@@ -33,10 +33,9 @@ class PromotionConflict(XibError):
 
 def client(cfg: Any) -> Any:
     """An MlflowClient on `cfg.infra`'s tracking (and registry) URI."""
-    from xib.mlflow_store import use_tracking_uri
+    from xib.mlflow_store import tracking_client
 
-    uri = str(cfg.infra.mlflow_tracking_uri)
-    return use_tracking_uri(uri).MlflowClient(tracking_uri=uri, registry_uri=uri)
+    return tracking_client(str(cfg.infra.mlflow_tracking_uri))
 
 
 def experiment_id(cfg: Any) -> str:
