@@ -11,7 +11,7 @@ from xib.config import load_config
 
 @command("bootstrap")
 def bootstrap(overrides: list[str]) -> int:
-    """Make the embedded default's frozen parts: the demo LLM, then (when present) the demo encoders."""
+    """Make the embedded default's frozen parts: the demo LLM, then the demo encoders."""
     from xib.models.bootstrap_llm import bootstrap_llm
 
     cfg = load_config(overrides)
