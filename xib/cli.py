@@ -31,13 +31,12 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"xib: unknown command {name!r}; try `xib --help`", file=sys.stderr)
         return 2
-    from xib.errors import XibError
-
     try:
         result = COMMANDS[name](rest)
-    except XibError as err:
-        print(f"xib {name}: {err}", file=sys.stderr)
-        return 1
+    except Exception as err:
+        from xib.transient import exit_status
+
+        return exit_status(name, err)  # one line; 75 when a retry may cure it, 1 otherwise
     return int(result or 0)
 
 

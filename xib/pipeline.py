@@ -70,12 +70,17 @@ def demo(overrides: list[str]) -> int:
     decision = pipeline_flow(overrides)
     elapsed = time.perf_counter() - started
     print_summary(root, decision, elapsed, cfg)
+    from xib.registry.outcome import settle
+
+    print("\n".join(settle(cfg, decision)))  # a champion to serve, or the one command to run next
     return 0
 
 
 def print_summary(root: Path, decision: dict, elapsed: float, cfg) -> None:  # noqa: ANN001
     from rich.console import Console
     from rich.table import Table
+
+    from xib.scrub import scrub_text
 
     console = Console()
     metrics_file = root / "artifacts/eval/metrics.json"
@@ -92,6 +97,6 @@ def print_summary(root: Path, decision: dict, elapsed: float, cfg) -> None:  # n
         console.print(f"  - {reason}")
     console.print(
         "where to look: "
-        f"`mlflow ui --backend-store-uri {cfg.infra.mlflow_tracking_uri}`, "
+        f"`mlflow ui --backend-store-uri {scrub_text(str(cfg.infra.mlflow_tracking_uri))}`, "
         "`prefect server start`, `xib dashboard`"
     )

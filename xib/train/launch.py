@@ -32,13 +32,14 @@ def write_run_config(cfg: Any, modality: str) -> Path:
     from omegaconf import OmegaConf
 
     from xib.io import atomic_path
+    from xib.scrub import scrubbed_yaml
 
     cfg = cfg.copy()
     OmegaConf.set_struct(cfg, False)
     cfg.modality.name = modality
     path = Path(cfg.paths.artifacts) / "align" / modality / "run_config.yaml"
     with atomic_path(path) as tmp:
-        tmp.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        tmp.write_text(scrubbed_yaml(cfg))  # URL credentials reach the workers through the environment
     return path
 
 
