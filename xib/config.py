@@ -51,7 +51,7 @@ class RetryConfig:
     stage_retry_delays_s: list[float] = field(default_factory=lambda: [10.0, 60.0])  # backoff per retry
     tracking_max_retries: int = 2  # MLFLOW_HTTP_REQUEST_MAX_RETRIES
     tracking_timeout_s: float = 20.0  # MLFLOW_HTTP_REQUEST_TIMEOUT
-    tracking_backoff_factor: float = 1.0  # MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR
+    tracking_backoff_factor: int = 1  # MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR (an integer for MLflow)
     storage_max_attempts: int = 3  # AWS_MAX_ATTEMPTS (S3 and DVC's S3 remote)
 
 

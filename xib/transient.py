@@ -184,7 +184,7 @@ def tracking_budget(retry: Any) -> str:
     """What one tracking call is allowed, in words (for the one-line failure)."""
     return (
         f"{int(retry.tracking_max_retries) + 1} requests per call, {float(retry.tracking_timeout_s):g} s "
-        f"timeout each, backoff factor {float(retry.tracking_backoff_factor):g}"
+        f"timeout each, backoff factor {int(retry.tracking_backoff_factor)}"
     )
 
 
@@ -195,7 +195,7 @@ def apply_budgets(retry: Any) -> None:
     """
     os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(int(retry.tracking_max_retries))
     os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(int(retry.tracking_timeout_s))
-    os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = str(float(retry.tracking_backoff_factor))
+    os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = str(int(retry.tracking_backoff_factor))
     os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_JITTER"] = "0"
     os.environ["AWS_MAX_ATTEMPTS"] = str(int(retry.storage_max_attempts))
     os.environ["AWS_RETRY_MODE"] = "standard"

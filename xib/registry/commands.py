@@ -11,7 +11,7 @@ from xib.errors import XibError
 
 def _split(args: list[str]) -> tuple[list[str], list[str]]:
     """Hydra overrides (key=value) apart from the command's own arguments."""
-    overrides = [a for a in args if "=" in a and not a.startswith("-")]
+    overrides = [a for a in args if ("=" in a and not a.startswith("-")) or a.startswith("~")]  # ~key: delete
     return [a for a in args if a not in overrides], overrides
 
 

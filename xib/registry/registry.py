@@ -124,6 +124,7 @@ def register_candidate(
     Returns the new version number.
     """
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     from xib.registry.pyfunc import MODEL_CODE, pip_requirements
 
@@ -141,10 +142,13 @@ def register_candidate(
             pip_requirements=pip_requirements(),
         )
         active_run_id = run.info.run_id
-    with contextlib.suppress(Exception):  # exists already
+    try:
         mc.create_registered_model(name, description="X-InstructBLIP projections over a frozen LLM")
-    version = mc.create_model_version(
-        name, source=info.model_uri, run_id=active_run_id, tags=dict(tags or {})
+    except MlflowException as err:
+        if err.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    version = mc.create_model_version(  # a tracking server checks that model_id holds the source
+        name, source=info.model_uri, run_id=active_run_id, tags=dict(tags or {}), model_id=info.model_id
     )
     number = str(version.version)
     mc.set_registered_model_alias(name, CHALLENGER, number)
@@ -317,6 +321,19 @@ def champion_state(cfg: Any) -> dict[str, Any]:
     return {"champion": champion, "previous": previous, "history": history}
 
 
+def _delete_alias(mc: Any, name: str, alias: str) -> None:
+    """Remove an alias; one that is already gone is fine, any other failure is not."""
+    from mlflow.exceptions import MlflowException
+
+    from xib.transient import is_transient
+
+    try:
+        mc.delete_registered_model_alias(name, alias)
+    except MlflowException as err:
+        if is_transient(err) or err.error_code not in NOT_FOUND:
+            raise
+
+
 def _finish(mc: Any, name: str, intent: dict[str, Any]) -> None:
     """Steps 3 and 4 of a committed move (idempotent: a crash here is finished by the next call)."""
     history = list(intent["history"])
@@ -324,8 +341,7 @@ def _finish(mc: Any, name: str, intent: dict[str, Any]) -> None:
     if len(history) >= 2:
         mc.set_registered_model_alias(name, PREVIOUS, history[-2])
     else:
-        with contextlib.suppress(Exception):
-            mc.delete_registered_model_alias(name, PREVIOUS)
+        _delete_alias(mc, name, PREVIOUS)
     stamp_tag = "promoted_at" if intent["op"] == "promote" else "rolled_back_at"
     stamped = intent["to"] if intent["op"] == "promote" else intent["from"]
     mc.set_model_version_tag(name, stamped, stamp_tag, intent["stamp"])
@@ -343,6 +359,15 @@ def _recover(mc: Any, name: str) -> tuple[str | None, list[str]]:
         else:
             mc.delete_registered_model_tag(name, INTENT_TAG)  # never committed: as before
     return champion, history
+
+
+def repair(cfg: Any) -> dict[str, Any]:
+    """Finish or drop a promotion/rollback a crash interrupted (every promote and rollback does this
+    first); returns `champion_state`, which this never changes."""
+    mc = client(cfg)
+    with registry_service(cfg), registry_lock(cfg):
+        _recover(mc, str(cfg.gate.model_name))
+    return champion_state(cfg)
 
 
 def _move(
