@@ -125,7 +125,7 @@ def test_flows_retry_transient_stage_failures_only(services, prefect_server, tmp
         _gate_project(root, {"discrn/image_pc": 0.9})
     with (
         Gateway(url, mode="503") as down,
-        Gateway(url, forward_after=2) as back,  # 503 for the first attempt's 2 requests, then up
+        Gateway(url, mode="503", forward_after=2) as back,  # 503 for the first attempt's 2 requests, then up
         Gateway(url, mode="403") as denied,
     ):
         cases = {
@@ -147,7 +147,8 @@ def test_flows_retry_transient_stage_failures_only(services, prefect_server, tmp
     assert outcomes["back"]["ok"] and outcomes["back"]["decision"] == "promote", outcomes["back"]["log"][
         -3000:
     ]
-    assert back.statuses()[:2] == [503, 503] and set(back.statuses()[2:]) <= {200}
+    assert back.statuses()[:2] == [503, 503]
+    assert set(back.statuses()[2:]) <= {200, 404}  # 404: "no champion alias yet", an answer, not a failure
     assert reg.alias_version(load_config(_overrides(url, db, "xib-flow-back")), reg.CHALLENGER) == "1"
 
     # denied: a permanent error (403) fails the flow at once: one request, no retry
