@@ -90,31 +90,28 @@ FLOW = textwrap.dedent(
     """
     import json, sys
     from flows.gate import gate_flow
-    try:
-        decision = gate_flow(json.loads(sys.argv[1]))
-        print("RESULT", json.dumps({"ok": True, "decision": decision["decision"]}))
-    except Exception as err:
-        print("RESULT", json.dumps({"ok": False, "error": str(err), "type": type(err).__name__}))
+    for name, overrides in json.loads(sys.argv[1]).items():
+        try:
+            decision = gate_flow(overrides)
+            print("RESULT", json.dumps({"name": name, "ok": True, "decision": decision["decision"]}))
+        except Exception as err:
+            print("RESULT", json.dumps({"name": name, "ok": False, "error": str(err), "type": type(err).__name__}))
     """
 )
 
 
-def _run_flows(cases: dict[str, tuple[Path, list[str]]], prefect_env: dict) -> dict[str, dict]:
-    """Each case's gate flow in its own process, all at once; returns each one's outcome."""
-    procs = {}
-    for name, (root, overrides) in cases.items():
-        env = dict(prefect_env, XIB_ROOT=str(root), PREFECT_LOGGING_LEVEL="WARNING")
-        procs[name] = subprocess.Popen(
-            [sys.executable, "-c", FLOW, json.dumps(overrides)],
-            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
-    outcomes = {}
-    for name, proc in procs.items():
-        out = proc.communicate(timeout=300)[0]
-        lines = [ln for ln in out.splitlines() if ln.startswith("RESULT ")]
-        assert lines, out[-3000:]
-        outcomes[name] = {**json.loads(lines[-1][len("RESULT ") :]), "log": out}
-    return outcomes
+def _run_flows(cases: dict[str, list[str]], prefect_env: dict) -> tuple[dict[str, dict], str]:
+    """Each case's gate flow, one after the other in one process; returns each one's outcome and the log."""
+    env = dict(prefect_env, PREFECT_LOGGING_LEVEL="WARNING")
+    done = subprocess.run(
+        [sys.executable, "-c", FLOW, json.dumps(cases)],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600,
+    )  # fmt: skip
+    results = [
+        json.loads(ln[len("RESULT ") :]) for ln in done.stdout.splitlines() if ln.startswith("RESULT ")
+    ]
+    assert len(results) == len(cases), done.stdout[-3000:]
+    return {r["name"]: r for r in results}, done.stdout
 
 
 def test_flows_retry_transient_stage_failures_only(services, prefect_server, tmp_path: Path) -> None:
@@ -129,30 +126,29 @@ def test_flows_retry_transient_stage_failures_only(services, prefect_server, tmp
         Gateway(url, mode="403") as denied,
     ):
         cases = {
-            name: (roots[name], [*_overrides(_with_password(gw.url), db, f"xib-flow-{name}", *GATE, "~gate.floors"), *retry])
+            name: [*_overrides(_with_password(gw.url), db, f"xib-flow-{name}", *GATE, "~gate.floors"),
+                   *retry, f"paths.root={roots[name]}"]
             for name, gw in (("down", down), ("back", back), ("denied", denied))
         }  # fmt: skip
-        outcomes = _run_flows(cases, prefect_server)
+        outcomes, log = _run_flows(cases, prefect_server)
 
     # down: 3 attempts (1 + stage_retries), each 2 requests (1 + tracking_max_retries), then one line
     failed = outcomes["down"]
-    assert not failed["ok"] and failed["type"] == "TransientError", failed["log"][-3000:]
+    assert not failed["ok"] and failed["type"] == "TransientError", log[-3000:]
     assert down.statuses() == [503] * 6
     message = failed["error"]
     assert "\n" not in message and message.startswith("stage gate: xib gate: MLflow registry at ")
     assert f"{down.url} is unavailable" in message and "tried 2 requests per call" in message
-    assert SECRET not in failed["log"] and "opsuser" not in message
+    assert SECRET not in log and "opsuser" not in message
 
     # back: the first attempt fails on 503s, the retry finds the server up and registers the candidate
-    assert outcomes["back"]["ok"] and outcomes["back"]["decision"] == "promote", outcomes["back"]["log"][
-        -3000:
-    ]
+    assert outcomes["back"]["ok"] and outcomes["back"]["decision"] == "promote", log[-3000:]
     assert back.statuses()[:2] == [503, 503]
     assert set(back.statuses()[2:]) <= {200, 404}  # 404: "no champion alias yet", an answer, not a failure
     assert reg.alias_version(load_config(_overrides(url, db, "xib-flow-back")), reg.CHALLENGER) == "1"
 
     # denied: a permanent error (403) fails the flow at once: one request, no retry
-    assert not outcomes["denied"]["ok"] and denied.statuses() == [403], outcomes["denied"]["log"][-3000:]
+    assert not outcomes["denied"]["ok"] and denied.statuses() == [403], log[-3000:]
     assert "exit status 1" in outcomes["denied"]["error"]
 
 
