@@ -75,8 +75,9 @@ def _gate_project(root: Path, metrics: dict[str, float]) -> None:
     align = root / "artifacts/align/image"
     align.mkdir(parents=True, exist_ok=True)
     weights = align / "projection.safetensors"
-    weights.write_bytes(os.urandom(256))
-    (align / "projection.json").write_text(json.dumps({"modality": "image", "provenance": {}}))
+    if not weights.is_file():  # else a projection trained by the test itself
+        weights.write_bytes(os.urandom(256))
+        (align / "projection.json").write_text(json.dumps({"modality": "image", "provenance": {}}))
     out = root / "artifacts/eval"
     out.mkdir(parents=True, exist_ok=True)
     sha = hashlib.sha256(weights.read_bytes()).hexdigest()
@@ -367,9 +368,10 @@ def test_gate_run_refuses_below_floors_and_writes_no_credentials(services, xib_r
     failing checks first, no champion, the next command said; the password is nowhere on disk, in
     the database's params and tags, or in the logs, while `num_key_value_heads` is not masked."""
     import psycopg2
+    from test_train_fixtures import make_world
 
     from xib.registry.outcome import settle
-    from xib.train import launch, tracking
+    from xib.train.launch import run_alignment
 
     url, db = services
     overrides = [
@@ -380,11 +382,15 @@ def test_gate_run_refuses_below_floors_and_writes_no_credentials(services, xib_r
         f"infra.prefect_api_url=http://pf:{SECRET}@127.0.0.1:9/api",
         *GATE,
     ]
-    cfg = load_config(overrides)
-    # what the launcher saves and logs before training: run_config.yaml, the run's params and tags
-    run_config = launch.write_run_config(cfg, "image")
-    run_id = tracking.open_run(cfg, "image", {"note": f"endpoint http://u:{SECRET}@h"})
-    tracking.close_run(cfg, run_id, "FINISHED")
+    # a tiny real alignment run (in-process launcher, 2 steps) tracked on the server
+    train = ["train.launcher=none", "train.steps=2", "+train.steps_by_modality={image: 2}",
+             "train.checkpoint_every=2", "train.eval_every=2"]  # fmt: skip
+    cfg = load_config([*make_world(xib_root), *overrides, *train])
+    assert run_alignment(cfg, "image", quiet=True) == 0
+    run_config = xib_root / "artifacts/align/image/run_config.yaml"
+    run_id = json.loads((xib_root / "artifacts/align/image/projection.json").read_text())["provenance"][
+        "mlflow_run_id"
+    ]
     _gate_project(xib_root, {"discrn/image_pc": 0.55, "caption/image/exact_match": 0.99})
     done = subprocess.run(
         [sys.executable, "-m", "xib.cli", "gate", *overrides], cwd=REPO,
