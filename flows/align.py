@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from prefect import flow
 
-from flows.common import project_root, run_stage
+from flows.common import project_root, stage_task
 
 
 @flow(name="xib-align", log_prints=True)
 def align_flow(overrides: list[str] | None = None, force: bool = False) -> dict[str, str]:
     overrides = list(overrides or [])
     root = project_root(overrides)
+    run_stage = stage_task(overrides)
     bootstrap = run_stage("bootstrap", overrides, root, force)
     features = {
         m: run_stage.submit(f"features@{m}", overrides, root, force, wait_for=[bootstrap])

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from prefect import flow
 
-from flows.common import project_root, run_stage
+from flows.common import project_root, stage_task
 
 
 @flow(name="xib-data", log_prints=True)
 def data_flow(overrides: list[str] | None = None, force: bool = False) -> dict[str, str]:
     overrides = list(overrides or [])
     root = project_root(overrides)
+    run_stage = stage_task(overrides)
     world = run_stage("world", overrides, root, force)
     validated = run_stage("validate", overrides, root, force, wait_for=[world])
     instruct = run_stage.submit("instruct", overrides, root, force, wait_for=[validated])

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from prefect import flow
 
-from flows.common import project_root, run_stage
+from flows.common import project_root, stage_task
 
 
 @flow(name="xib-evaluate", log_prints=True)
 def evaluate_flow(overrides: list[str] | None = None, force: bool = False) -> str:
     overrides = list(overrides or [])
-    return run_stage("evaluate", overrides, project_root(overrides), force)
+    return stage_task(overrides)("evaluate", overrides, project_root(overrides), force)

@@ -8,7 +8,9 @@ from pathlib import Path
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
-from flows.common import project_root, run_stage
+from flows.common import project_root, stage_task
+from xib.registry.registry import GATE_REFUSED
+from xib.stages import StageFailed
 
 
 @flow(name="xib-gate", log_prints=True)
@@ -16,7 +18,12 @@ def gate_flow(overrides: list[str] | None = None, force: bool = True) -> dict:
     overrides = list(overrides or [])
     root = project_root(overrides)
     # A gate decision is never cached: the champion it compares against may have changed.
-    run_stage("gate", overrides, root, force)
+    try:
+        stage_task(overrides)("gate", overrides, root, force)
+    except StageFailed as err:
+        if err.status != GATE_REFUSED:
+            raise
+        # a refused candidate is an outcome, not a crash: decision.json says why
     decision = json.loads((Path(root) / "artifacts/gate/decision.json").read_text())
     notify(decision)
     return decision

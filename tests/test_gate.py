@@ -63,8 +63,30 @@ def test_gate_floors_and_missing_metrics() -> None:
 
 
 def test_gate_policy_comes_from_conf() -> None:
-    cfg = load_config(["gate.tolerance=0.5"])
+    cfg = load_config(["gate.tolerance=0.5", "~gate.floors"])
     candidate = dict(CHAMPION, **{"qa/image/accuracy": 0.30})
     assert decide_with_policy(candidate, CHAMPION, cfg.gate).promote
-    cfg = load_config(["gate.tolerance=0.0"])
+    cfg = load_config(["gate.tolerance=0.0", "~gate.floors"])
     assert not decide_with_policy(candidate, CHAMPION, cfg.gate).promote
+
+
+def test_default_floors_refuse_a_first_candidate_at_chance_and_pass_the_demo_figures() -> None:
+    """conf/gate's floors judge a first candidate (no champion): chance and the paper-faithful recipe's
+    DisCRn are refused, the default recipe's measured figures (README, "Results") pass."""
+    gate = load_config([]).gate
+    single = {f"{task}/{m}/{name}": 0.99 for m in ("image", "pc", "audio", "video")
+              for task, name in (("caption", "exact_match"), ("qa", "accuracy"), ("classify", "accuracy"))}  # fmt: skip
+    default = {**single, "discrn/image_pc": 0.963, "discrn/audio_video": 0.983,
+               "discrn/image_pc/image_first": 0.965, "discrn/image_pc/pc_first": 0.960,
+               "discrn/audio_video/audio_first": 0.985, "discrn/audio_video/video_first": 0.980}  # fmt: skip
+    paper = {**single, "discrn/image_pc": 0.603, "discrn/audio_video": 0.475,
+             "discrn/image_pc/image_first": 0.580, "discrn/image_pc/pc_first": 0.625,
+             "discrn/audio_video/audio_first": 0.490, "discrn/audio_video/video_first": 0.460}  # fmt: skip
+    chance = {k: (0.5 if k.startswith("discrn") else 0.06) for k in default}
+    assert decide_with_policy(default, None, gate).promote
+    for refused in (paper, chance):
+        decision = decide_with_policy(refused, None, gate)
+        assert not decision.promote
+        assert {c.metric for c in decision.failures} >= {"discrn/image_pc", "discrn/audio_video"}
+    narrowed = {k: v for k, v in default.items() if not k.startswith("discrn/audio_video")}
+    assert "discrn/audio_video: missing" in decide_with_policy(narrowed, None, gate).summary()

@@ -140,3 +140,26 @@ def test_promotion_lock_excludes_a_second_holder(tmp_path: Path) -> None:
         assert res.returncode != 0 and "holds the registry lock" in res.stderr
     res = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
+
+
+def test_a_first_run_that_passes_the_gate_ends_with_a_champion(cfg, tmp_path: Path) -> None:
+    """What `xib demo` prints last: a first candidate that passed is promoted; later ones wait for a command."""
+    from xib.registry.gate import decide
+    from xib.registry.outcome import settle
+
+    def judged(tag: str) -> dict:
+        version = _candidate(cfg, tmp_path, {"discrn/image_pc": 0.9}, tag)
+        champion = reg.alias_version(cfg, reg.CHAMPION)
+        decision = decide({"discrn/image_pc": 0.9}, None, floors={"discrn/image_pc": 0.75}, tolerance=0.0,
+                          no_drop=[], champion_version=champion, candidate_version=version)  # fmt: skip
+        reg.record_decision(cfg, version, decision)
+        return {"decision": "promote", "version": version, "reasons": [], "promoted": False}
+
+    first = judged("a")
+    assert settle(cfg, first)[0] == f"champion: version {first['version']} (the first to pass the gate)"
+    assert reg.champion_state(cfg)["champion"] == first["version"]
+    assert settle(cfg, first)[0] == f"champion: version {first['version']}"  # settled twice: no change
+    second = judged("b")
+    lines = settle(cfg, second)
+    assert lines[-1] == f"next: xib promote --version {second['version']}"
+    assert reg.alias_version(cfg, reg.CHAMPION) == first["version"]  # a champion is never replaced unasked

@@ -142,15 +142,17 @@ def test_secrets_never_reach_mlflow() -> None:
             "infra.password": "p",
             "infra.api_token": "t",
             "model.projection.num_query_tokens": 6,
+            "bootstrap.llm.arch.num_key_value_heads": 2,
             "model.generation.max_new_tokens": 10,
             "note": "key AKIAABCDEFGHIJKLMNOP in text",
             "infra.s3_endpoint_url": "",
         }
     )
-    assert clean["infra.mlflow_tracking_uri"] == "postgresql://xib:***@db:5432/mlflow"
+    assert clean["infra.mlflow_tracking_uri"] == "postgresql://db:5432/mlflow"
     assert (
         clean["infra.aws_secret_access_key"] == clean["infra.password"] == clean["infra.api_token"] == "***"
     )
+    assert clean["bootstrap.llm.arch.num_key_value_heads"] == 2
     assert clean["model.projection.num_query_tokens"] == 6 and clean["model.generation.max_new_tokens"] == 10
     assert "AKIA" not in clean["note"] and clean["infra.s3_endpoint_url"] == ""
     assert param_key("gate.tolerances.caption/*/cider") == "gate.tolerances.caption/_/cider"

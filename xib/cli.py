@@ -55,7 +55,6 @@ def run(name: str, func: Command, rest: list[str], params_file: str | None) -> i
     from contextlib import nullcontext
 
     from xib.config import ConfigError, composed_from
-    from xib.errors import XibError
 
     try:
         with composed_from(params_file) if params_file else nullcontext():
@@ -63,9 +62,10 @@ def run(name: str, func: Command, rest: list[str], params_file: str | None) -> i
     except ConfigError as err:
         print(f"xib {name}: {err}", file=sys.stderr)
         return 2
-    except XibError as err:
-        print(f"xib {name}: {err}", file=sys.stderr)
-        return 1
+    except Exception as err:
+        from xib.transient import exit_status
+
+        return exit_status(name, err)  # one line; 75 when a retry may cure it, 1 otherwise
     return int(result or 0)
 
 

@@ -66,6 +66,19 @@ class DashboardConfig:
 
 
 @dataclass
+class RetryConfig:
+    """Retry budgets for services (xib/transient.py, docs/OPERATIONS.md): flows retry a stage only when
+    it failed transiently (exit status 75); each tracking/storage call is bounded on its own."""
+
+    stage_retries: int = 2  # extra attempts of a stage that failed transiently
+    stage_retry_delays_s: list[float] = field(default_factory=lambda: [10.0, 60.0])  # backoff per retry
+    tracking_max_retries: int = 2  # MLFLOW_HTTP_REQUEST_MAX_RETRIES
+    tracking_timeout_s: float = 20.0  # MLFLOW_HTTP_REQUEST_TIMEOUT
+    tracking_backoff_factor: int = 1  # MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR (an integer for MLflow)
+    storage_max_attempts: int = 3  # AWS_MAX_ATTEMPTS (S3 and DVC's S3 remote)
+
+
+@dataclass
 class InfraConfig:
     mlflow_tracking_uri: str = "sqlite:///${paths.root}/mlflow.db"
     mlflow_artifact_root: str = "${paths.root}/mlruns"
@@ -75,6 +88,7 @@ class InfraConfig:
     dvc_remote_url: str = "${paths.root}/.cache/dvc-remote"
     s3_endpoint_url: str = ""  # e.g. http://127.0.0.1:5000 for moto or MinIO
     dashboard: DashboardConfig = field(default_factory=DashboardConfig)
+    retry: RetryConfig = field(default_factory=RetryConfig)
 
 
 @dataclass

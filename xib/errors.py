@@ -14,3 +14,14 @@ class DataError(XibError):
         self.file, self.rule, self.row, self.detail = str(file), rule, row, detail
         where = f"{self.file}" + (f", row {row}" if row is not None else "")
         super().__init__(f"{where}: {rule}" + (f" ({detail})" if detail else ""))
+
+
+EX_TEMPFAIL = 75  # sysexits.h: "temporary failure; the user is invited to retry"
+
+
+class TransientError(XibError):
+    """A service (tracking server, object store, DVC remote, database) did not answer or said "not now".
+
+    One line naming the service, its URL without credentials, the cause and what was tried; a command
+    that fails with it exits with EX_TEMPFAIL, and the flows retry it (and only it).
+    """

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from xib.config import CONF_DIR, XibConfig, select, to_plain
+from xib.errors import EX_TEMPFAIL, TransientError, XibError
 from xib.hashing import update_with_file
 
 REPO = CONF_DIR.parent
@@ -122,6 +123,34 @@ def mark_done(stage: Stage, key: str, root: Path) -> None:
     write_json(_record_path(root, stage), {"key": key, "stage": stage.name})
 
 
+class StageFailed(XibError):
+    """A child stage exited non-zero for a reason a retry will not cure (its one-line cause inside)."""
+
+    def __init__(self, stage: str, status: int, cause: str) -> None:
+        self.stage, self.status = stage, status
+        super().__init__(f"stage {stage} failed with exit status {status}" + (f": {cause}" if cause else ""))
+        self.cause = cause
+
+    def __reduce__(self) -> tuple[Any, ...]:  # Prefect may pickle a failed task's exception
+        return (StageFailed, (self.stage, self.status, self.cause))
+
+
+def _run_child(stage: Stage, args: list[str], root: Path) -> tuple[int, str]:
+    """Run `xib <command>` as a child; returns its exit status and the one line it gave as its cause."""
+    import subprocess
+    import sys
+    import tempfile
+
+    from xib.transient import FAILURE_FILE_ENV
+
+    with tempfile.TemporaryDirectory(prefix="xib-stage-") as tmp:
+        failure = Path(tmp) / "cause.txt"
+        env = dict(os.environ, XIB_ROOT=str(root), **{FAILURE_FILE_ENV: str(failure)})
+        status = subprocess.run([sys.executable, "-m", "xib.cli", stage.command, *args], env=env).returncode
+        cause = failure.read_text().strip() if failure.is_file() else ""
+    return status, cause
+
+
 def run_stage(
     stage: Stage, overrides: list[str], root: Path, force: bool = False, in_process: bool = True
 ) -> str:
@@ -130,12 +159,8 @@ def run_stage(
     `in_process=False` runs it as a child `xib` process: what the flows do, since their tasks run in
     threads and loading models (transformers' meta-device initialisation) is not thread-safe.
     """
-    import subprocess
-    import sys
-
     from xib.commands import load_commands
     from xib.config import load_config
-    from xib.errors import XibError
 
     args = list(stage.args) + list(overrides)
     cfg = load_config(args)
@@ -145,10 +170,13 @@ def run_stage(
     if in_process:
         status = load_commands()[stage.command](args)
     else:
-        env = dict(os.environ, XIB_ROOT=str(root))
-        status = subprocess.run([sys.executable, "-m", "xib.cli", stage.command, *args], env=env).returncode
+        status, cause = _run_child(stage, args, root)
+        if status == EX_TEMPFAIL:
+            raise TransientError(f"stage {stage.name}: {cause}")
+        if status:
+            raise StageFailed(stage.name, status, cause)
     if status:
-        raise XibError(f"stage {stage.name} failed with exit status {status}")
+        raise StageFailed(stage.name, status, "")
     # the key covers the dependencies as they were when the stage read them
     mark_done(stage, key, root)
     return "ran"

@@ -55,6 +55,7 @@ class EvalConfig:
         }
     )
     output: str = "${paths.artifacts}/eval"  # metrics.json, predictions.json, plots/
+    min_free_mb: float = 50.0  # free space the output's disk must have before the evaluation starts
     plots: bool = True
     mlflow_run_id: str = ""  # log metrics and plots to this MLflow run when set
     threads: int = 2

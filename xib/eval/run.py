@@ -6,7 +6,8 @@ Outputs under `cfg.eval.output` (default `artifacts/eval/`):
   the gate registers a candidate only when its checkpoints still match these hashes;
 - `report.json`: predictions, DisCRn records and confusion, timings;
 - `plots/*.png`.
-Nothing is written unless every benchmark finished.
+Nothing is written unless every benchmark finished, and then all of it at once (`xib.eval.publish`:
+checked for space and writability before the work, staged, swapped in by one rename).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from xib.errors import XibError
-from xib.io import atomic_path, write_json
+from xib.io import write_json
 from xib.runtime.checkpoints import checkpoint_dirs
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,10 @@ def evaluate(cfg: Any, runner: Any) -> tuple[dict[str, float], dict[str, Any]]:
 
 def run_eval(cfg: Any, runner: Any = None) -> dict[str, float]:
     """Evaluate the candidate, write metrics.json/candidate.json/report.json/plots, log to MLflow."""
+    from xib.eval.publish import preflight
+
+    out = Path(str(cfg.eval.output))
+    preflight(out, float(cfg.eval.min_free_mb))  # a read-only or full disk is found before the work
     checkpoints = checkpoint_dirs(cfg)
     provenance = candidate_provenance(cfg, checkpoints)
     runner = runner if runner is not None else build_runner(cfg, checkpoints)
@@ -103,27 +108,39 @@ def run_eval(cfg: Any, runner: Any = None) -> dict[str, float]:
     # Re-hash after the run: checkpoints replaced while evaluating would make these numbers lie.
     if candidate_provenance(cfg, checkpoints)["checkpoints"] != provenance["checkpoints"]:
         raise XibError("projection checkpoints changed during the evaluation; run `xib eval` again")
-
-    out = Path(str(cfg.eval.output))
-    plots: list[Path] = []
-    if bool(cfg.eval.plots):
-        from xib.eval.plots import write_all
-
-        with atomic_path(out / "plots") as tmp:
-            made = write_all(metrics, report["discrn"], list(cfg.eval.discrn.pairs), tmp)
-        plots = [out / "plots" / p.name for p in made]
-    write_json(out / "report.json", report)
-    write_json(out / "candidate.json", {**provenance, "metrics": metrics})
-    write_json(out / "metrics.json", metrics)  # last: its presence means the evaluation finished
+    write_outputs(cfg, out, metrics, report, provenance)
+    plots = sorted((out / "plots").glob("*.png")) if bool(cfg.eval.plots) else []
     if str(cfg.eval.mlflow_run_id):
         log_to_mlflow(cfg, str(cfg.eval.mlflow_run_id), metrics, plots, out / "report.json")
     return metrics
 
 
+def write_outputs(
+    cfg: Any, out: Path, metrics: dict[str, float], report: dict[str, Any], provenance: dict[str, Any]
+) -> None:
+    """plots/, report.json, candidate.json and metrics.json, published together (`xib.eval.publish`)."""
+    from xib.eval.publish import staged_output
+
+    with staged_output(out) as staging:
+        if bool(cfg.eval.plots):
+            from xib.eval.plots import write_all
+
+            (staging / "plots").mkdir()
+            write_all(metrics, report["discrn"], list(cfg.eval.discrn.pairs), staging / "plots")
+        write_json(staging / "report.json", report)
+        write_json(staging / "candidate.json", {**provenance, "metrics": metrics})
+        write_json(staging / "metrics.json", metrics)
+
+
 def log_to_mlflow(cfg: Any, run_id: str, metrics: dict[str, float], plots: list[Path], report: Path) -> None:
     from xib.mlflow_store import tracking_client
+    from xib.train.tracking import tracking_service
 
-    mc = tracking_client(str(cfg.infra.mlflow_tracking_uri))
+    with tracking_service(cfg):
+        _log_to_mlflow(tracking_client(str(cfg.infra.mlflow_tracking_uri)), run_id, metrics, plots, report)
+
+
+def _log_to_mlflow(mc: Any, run_id: str, metrics: dict[str, float], plots: list[Path], report: Path) -> None:
     stamp = int(time.time() * 1000)
     from mlflow.entities import Metric
 

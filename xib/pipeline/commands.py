@@ -60,12 +60,17 @@ def demo(overrides: list[str]) -> int:
     decision_file = root / "artifacts/gate/decision.json"
     decision = json.loads(decision_file.read_text()) if decision_file.exists() else {}
     print_summary(root, decision, time.perf_counter() - started, cfg)
+    from xib.registry.outcome import settle
+
+    print("\n".join(settle(cfg, decision)))  # a champion to serve, or the one command to run next
     return 0
 
 
 def print_summary(root: Path, decision: dict[str, Any], elapsed: float, cfg: XibConfig) -> None:
     from rich.console import Console
     from rich.table import Table
+
+    from xib.scrub import scrub_text
 
     console = Console()
     metrics_file = root / "artifacts/eval/metrics.json"
@@ -82,7 +87,7 @@ def print_summary(root: Path, decision: dict[str, Any], elapsed: float, cfg: Xib
         console.print(f"  - {reason}")
     console.print(
         "where to look: "
-        f"`mlflow ui --backend-store-uri {cfg.infra.mlflow_tracking_uri}`, "
+        f"`mlflow ui --backend-store-uri {scrub_text(str(cfg.infra.mlflow_tracking_uri))}`, "
         "`prefect server start`, `xib dashboard`"
     )
 

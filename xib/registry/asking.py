@@ -16,7 +16,8 @@ from xib.runtime.runner import MAX_INPUTS
 
 # An argument is a config override only when it reads `<config key>=...` (`eval.threads=1`), so a
 # question like "is x=1 ?" or "a=b" stays a question.
-OVERRIDE = re.compile(r"^[+~]{0,2}(?P<root>[A-Za-z_]\w*)(\.[\w]+)*=")
+# key=value (+/++/~ prefixes), or ~key alone (delete the key)
+OVERRIDE = re.compile(r"^(?:[+~]{0,2}(?P<root>[A-Za-z_]\w*)(\.\w+)*=|~(?P<droot>[A-Za-z_]\w*)(\.\w+)*$)")
 ROOTS = {"seed", "paths", "modality", "data", "model", "bootstrap", "train", "eval", "gate", "infra", "serve",
          "hydra"}  # fmt: skip
 ANSWER_CUE = re.compile(r"^\s*answer\s*:\s*", re.IGNORECASE)
@@ -28,7 +29,7 @@ def split_overrides(args: list[str]) -> tuple[list[str], list[str]]:
     overrides: list[str] = []
     for arg in args:
         match = OVERRIDE.match(arg)
-        (overrides if match and match.group("root") in ROOTS else own).append(arg)
+        (overrides if match and (match.group("root") or match.group("droot")) in ROOTS else own).append(arg)
     return own, overrides
 
 

@@ -16,16 +16,16 @@ def _split(args: list[str]) -> tuple[list[str], list[str]]:
 
 @command("gate")
 def gate_command(args: list[str]) -> int:
-    """Register the evaluated candidate (challenger), judge it against the champion, record why."""
-    from xib.registry.registry import run_gate
+    """Register the evaluated candidate (challenger), judge it against the champion; exit 3 on refuse."""
+    from xib.registry.registry import GATE_REFUSED, run_gate
 
     payload = run_gate(load_config(args))
     print(f"{payload['model']} version {payload['version']}: {payload['decision'].upper()}")
-    for reason in payload["reasons"]:
+    for reason in payload["reasons"]:  # failing checks first
         print(f"  - {reason}")
     if payload["promoted"]:
         print(f"  champion is now version {payload['version']}")
-    return 0
+    return 0 if payload["decision"] == "promote" else GATE_REFUSED
 
 
 @command("promote")
@@ -45,10 +45,15 @@ def promote_command(args: list[str]) -> int:
 
 @command("rollback")
 def rollback_command(args: list[str]) -> int:
-    """Move `champion` back to the previous champion."""
+    """Move `champion` back to the previous champion (--expected N: only if N is still champion)."""
     from xib.registry.registry import rollback
 
-    version = rollback(load_config(args))
+    own, overrides = _split(args)
+    parser = argparse.ArgumentParser(prog="xib rollback")
+    parser.add_argument("--expected", default=None, help="the champion you mean to roll back")
+    opts = parser.parse_args(own)
+    cfg = load_config(overrides)
+    version = rollback(cfg) if opts.expected is None else rollback(cfg, expected_champion=opts.expected)
     print(f"champion: version {version}")
     return 0
 

@@ -16,7 +16,9 @@ class GateConfig:
         default_factory=lambda: ["caption/*/cider", "qa/*/accuracy", "classify/*/accuracy", "discrn/*"]
     )
     auto_promote: bool = False  # `xib gate` promotes a passing candidate itself
-    # Promotions hold this lock; on several hosts, put it on storage they share.
+    # Promotions hold a lock: an advisory lock in this PostgreSQL database (`postgresql://...`; empty:
+    # the tracking store itself when it is PostgreSQL), else this lock file (one host, SQLite).
+    lock_uri: str = ""
     lock_file: str = "${paths.artifacts}/registry/promote.lock"
     lock_timeout_s: float = 60.0
     # Bundle the frozen LLM and encoders into the registered model (small demo models), or only

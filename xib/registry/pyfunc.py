@@ -70,14 +70,14 @@ def candidate_artifacts(cfg: Any, staging: Path, provenance: Mapping[str, Any]) 
     - `provenance`: checkpoint hashes, encoder fingerprints, data hashes, metrics;
     - `llm`, `encoder_<m>`: the frozen LLM and encoders, when `gate.bundle_frozen` (small models).
     """
-    from xib.config import to_yaml
+    from xib.scrub import scrubbed_yaml
 
     staging.mkdir(parents=True, exist_ok=True)
     artifacts: dict[str, str] = {}
     for modality in provenance.get("checkpoints", {}):
         artifacts[f"projection_{modality}"] = str(Path(cfg.paths.artifacts) / "align" / modality)
     config_file = staging / "config.yaml"
-    config_file.write_text(to_yaml(cfg))
+    config_file.write_text(scrubbed_yaml(cfg))
     artifacts[CONFIG_ARTIFACT] = str(config_file)
     prov_file = staging / "provenance.json"
     prov_file.write_text(json.dumps(dict(provenance), indent=2, sort_keys=True, default=str))

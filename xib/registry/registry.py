@@ -13,8 +13,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,9 @@ from xib.io import file_lock
 
 CHALLENGER, CHAMPION, PREVIOUS = "challenger", "champion", "previous"
 HISTORY_TAG = "xib.champion_history"  # registered-model tag: comma-separated champion versions
+INTENT_TAG = "xib.champion_intent"  # registered-model tag: a promotion or rollback not yet finished
+NOT_FOUND = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}  # MLflow's "no such alias / model"
+GATE_REFUSED = 3  # `xib gate`'s exit status when it refuses the candidate (1: an error, 75: transient)
 _UNSET: Any = object()
 
 
@@ -34,8 +38,17 @@ class PromotionConflict(XibError):
 def client(cfg: Any) -> Any:
     """An MlflowClient on `cfg.infra`'s tracking (and registry) URI."""
     from xib.mlflow_store import tracking_client
+    from xib.transient import apply_budgets
 
+    apply_budgets(cfg.infra.retry)
     return tracking_client(str(cfg.infra.mlflow_tracking_uri))
+
+
+def registry_service(cfg: Any) -> contextlib.AbstractContextManager[None]:
+    """A block of registry calls: a transient failure inside ends as one line naming the server."""
+    from xib.transient import service, tracking_budget
+
+    return service("MLflow registry", str(cfg.infra.mlflow_tracking_uri), tracking_budget(cfg.infra.retry))
 
 
 def experiment_id(cfg: Any) -> str:
@@ -77,6 +90,7 @@ def register_candidate(
     Returns the new version number.
     """
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     from xib.registry.pyfunc import INPUT_EXAMPLE, MODEL_CODE, pip_requirements, signature
 
@@ -97,10 +111,13 @@ def register_candidate(
         # not log_model(input_example=...): MLflow would load the whole model to validate it
         mlflow.log_dict({"records": INPUT_EXAMPLE}, "input_example.json")
         active_run_id = run.info.run_id
-    with contextlib.suppress(Exception):  # exists already
+    try:
         mc.create_registered_model(name, description="X-InstructBLIP projections over a frozen LLM")
-    version = mc.create_model_version(
-        name, source=info.model_uri, run_id=active_run_id, tags=dict(tags or {})
+    except MlflowException as err:
+        if err.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    version = mc.create_model_version(  # a tracking server checks that model_id holds the source
+        name, source=info.model_uri, run_id=active_run_id, tags=dict(tags or {}), model_id=info.model_id
     )
     number = str(version.version)
     mc.set_registered_model_alias(name, CHALLENGER, number)
@@ -112,13 +129,12 @@ def register_candidate(
 
 
 def alias_version(cfg: Any, alias: str) -> str | None:
-    """The version an alias points at, or None when it is unset (or the model is not registered)."""
-    from mlflow.exceptions import MlflowException
+    """The version an alias points at, or None when it is unset (or the model is not registered).
 
-    try:
-        return str(client(cfg).get_model_version_by_alias(str(cfg.gate.model_name), alias).version)
-    except MlflowException:
-        return None
+    A registry that cannot be reached raises TransientError: it is never read as "no champion".
+    """
+    with registry_service(cfg):
+        return _alias(client(cfg), str(cfg.gate.model_name), alias)
 
 
 def version_metrics(cfg: Any, version: str) -> dict[str, float]:
@@ -142,6 +158,19 @@ def record_decision(cfg: Any, version: str, decision: Any) -> None:
 
 
 # --- promotion -------------------------------------------------------------------------------
+#
+# Promotion and rollback write several things: the champion alias, the champion history (a tag on
+# the registered model), the `previous` alias and a time stamp. They cannot be written in one
+# transaction through MLflow's API, so the move is ordered around one commit point:
+#   1. an intent tag (the operation, the champion it starts from and the one it ends at, the new history);
+#   2. the `champion` alias moves: the commit point;
+#   3. the history tag, the `previous` alias and the version's time stamp follow;
+#   4. the intent tag is removed.
+# A crash before 2 leaves the champion as it was (the intent is dropped on the next call); after 2,
+# the next call finishes 3 and 4. Readers (`champion_state`) resolve a pending intent the same way,
+# so they see the registry as before or as after, never in between. The whole move runs under the
+# registry lock, taken in the registry's own store when that is PostgreSQL (an advisory lock: it
+# holds across hosts and is released if the holder dies), else a lock file (one host, SQLite).
 
 
 def promotion_lock(path: str | os.PathLike[str], timeout_s: float) -> contextlib.AbstractContextManager[None]:
@@ -149,21 +178,189 @@ def promotion_lock(path: str | os.PathLike[str], timeout_s: float) -> contextlib
     return file_lock(path, timeout_s, busy="another promotion holds the registry lock")
 
 
-def _history(mc: Any, name: str) -> list[str]:
-    tags = mc.get_registered_model(name).tags or {}
-    raw = tags.get(HISTORY_TAG, "")
-    return [v for v in raw.split(",") if v]
+def lock_uri(cfg: Any) -> str:
+    """Where the promotion lock lives: `gate.lock_uri`, else the tracking store itself when it is
+    PostgreSQL, else "" (the lock file `gate.lock_file`)."""
+    explicit = str(cfg.gate.lock_uri)
+    if explicit:
+        return explicit
+    tracking = str(cfg.infra.mlflow_tracking_uri)
+    return tracking if tracking.startswith(("postgresql", "postgres")) else ""
 
 
-def _write_aliases(mc: Any, name: str, history: list[str]) -> None:
-    """Point `previous` then `champion` at the last two entries of `history`, and record it."""
+def _lock_key(name: str) -> int:
+    """A 64-bit advisory-lock key per registered model."""
+    return int.from_bytes(hashlib.sha256(f"xib.promotion:{name}".encode()).digest()[:8], "big", signed=True)
+
+
+@contextlib.contextmanager
+def advisory_lock(uri: str, name: str, timeout_s: float) -> Iterator[None]:
+    """PostgreSQL's session advisory lock for model `name` in the database at `uri`.
+
+    Every host that promotes takes it in the same database, so two promoters on two hosts
+    serialise; a promoter that dies loses its session and with it the lock.
+    """
+    import psycopg2
+
+    from xib.mlflow_store import credentials_to_env
+    from xib.transient import service
+
+    dsn = credentials_to_env(re.sub(r"^postgres(ql)?\+[a-z0-9_]+://", "postgresql://", uri))
+    with service("registry lock (PostgreSQL)", uri, f"one connection, {timeout_s:g} s timeout"):
+        conn = psycopg2.connect(dsn, connect_timeout=max(1, int(timeout_s)))
+    try:
+        conn.autocommit = True
+        key, deadline = _lock_key(name), time.monotonic() + timeout_s
+        with conn.cursor() as cur:
+            while True:
+                cur.execute("SELECT pg_try_advisory_lock(%s)", (key,))
+                if cur.fetchone()[0]:
+                    break
+                if time.monotonic() > deadline:
+                    raise XibError(
+                        f"another promotion of {name!r} holds the registry lock (waited {timeout_s:.0f} s)"
+                    )
+                time.sleep(0.05)
+            try:
+                yield
+            finally:
+                with contextlib.suppress(Exception):
+                    cur.execute("SELECT pg_advisory_unlock(%s)", (key,))
+    finally:
+        conn.close()
+
+
+def registry_lock(cfg: Any) -> contextlib.AbstractContextManager[None]:
+    """The lock every promotion and rollback of `gate.model_name` holds (see `lock_uri`)."""
+    timeout = float(cfg.gate.lock_timeout_s)
+    uri = lock_uri(cfg)
+    if uri:
+        return advisory_lock(uri, str(cfg.gate.model_name), timeout)
+    return promotion_lock(str(cfg.gate.lock_file), timeout)
+
+
+def _history(tags: Mapping[str, str]) -> list[str]:
+    return [v for v in str(tags.get(HISTORY_TAG, "")).split(",") if v]
+
+
+def _alias(mc: Any, name: str, alias: str) -> str | None:
+    from mlflow.exceptions import MlflowException
+
+    from xib.transient import is_transient
+
+    try:
+        return str(mc.get_model_version_by_alias(name, alias).version)
+    except MlflowException as err:
+        if is_transient(err) or err.error_code not in NOT_FOUND:
+            raise  # an unreachable registry is never "no such alias"
+        return None
+
+
+def _registered_tags(mc: Any, name: str) -> dict[str, str]:
+    from mlflow.exceptions import MlflowException
+
+    from xib.transient import is_transient
+
+    try:
+        return dict(mc.get_registered_model(name).tags or {})
+    except MlflowException as err:
+        if is_transient(err) or err.error_code not in NOT_FOUND:
+            raise
+        return {}
+
+
+def _state(mc: Any, name: str) -> tuple[str | None, list[str], dict[str, Any] | None]:
+    """(champion, committed history, pending intent): the registry as the last committed move left it."""
+    tags = _registered_tags(mc, name)
+    champion = _alias(mc, name, CHAMPION)
+    intent = json.loads(tags[INTENT_TAG]) if tags.get(INTENT_TAG) else None
+    history = _history(tags)
+    if intent is not None and champion == intent["to"]:
+        history = list(intent["history"])  # committed: the history tag may lag behind
+    if champion is not None and (not history or history[-1] != champion):
+        history.append(champion)  # a champion set outside xib: keep it in the history
+    return champion, history, intent
+
+
+def champion_state(cfg: Any) -> dict[str, Any]:
+    """`{"champion", "previous", "history"}` as the last committed promotion or rollback left them."""
+    with registry_service(cfg):
+        champion, history, _ = _state(client(cfg), str(cfg.gate.model_name))
+    previous = history[-2] if len(history) >= 2 else None
+    return {"champion": champion, "previous": previous, "history": history}
+
+
+def _delete_alias(mc: Any, name: str, alias: str) -> None:
+    """Remove an alias; one that is already gone is fine, any other failure is not."""
+    from mlflow.exceptions import MlflowException
+
+    from xib.transient import is_transient
+
+    try:
+        mc.delete_registered_model_alias(name, alias)
+    except MlflowException as err:
+        if is_transient(err) or err.error_code not in NOT_FOUND:
+            raise
+
+
+def _finish(mc: Any, name: str, intent: dict[str, Any]) -> None:
+    """Steps 3 and 4 of a committed move (idempotent: a crash here is finished by the next call)."""
+    history = list(intent["history"])
     mc.set_registered_model_tag(name, HISTORY_TAG, ",".join(history))
     if len(history) >= 2:
         mc.set_registered_model_alias(name, PREVIOUS, history[-2])
     else:
-        with contextlib.suppress(Exception):
-            mc.delete_registered_model_alias(name, PREVIOUS)
-    mc.set_registered_model_alias(name, CHAMPION, history[-1])
+        _delete_alias(mc, name, PREVIOUS)
+    stamp_tag = "promoted_at" if intent["op"] == "promote" else "rolled_back_at"
+    stamped = intent["to"] if intent["op"] == "promote" else intent["from"]
+    mc.set_model_version_tag(name, stamped, stamp_tag, intent["stamp"])
+    if intent.get("note"):
+        mc.set_model_version_tag(name, stamped, "promotion_note", str(intent["note"])[:5000])
+    mc.delete_registered_model_tag(name, INTENT_TAG)
+
+
+def _recover(mc: Any, name: str) -> tuple[str | None, list[str]]:
+    """Finish or drop a move a crash interrupted; returns (champion, history) as committed."""
+    champion, history, intent = _state(mc, name)
+    if intent is not None:
+        if champion == intent["to"]:
+            _finish(mc, name, intent)
+        else:
+            mc.delete_registered_model_tag(name, INTENT_TAG)  # never committed: as before
+    return champion, history
+
+
+def repair(cfg: Any) -> dict[str, Any]:
+    """Finish or drop a promotion/rollback a crash interrupted (every promote and rollback does this
+    first); returns `champion_state`, which this never changes."""
+    mc = client(cfg)
+    with registry_service(cfg), registry_lock(cfg):
+        _recover(mc, str(cfg.gate.model_name))
+    return champion_state(cfg)
+
+
+def _move(
+    mc: Any, name: str, op: str, current: str | None, target: str, history: list[str], note: str
+) -> None:
+    intent = {
+        "op": op,
+        "from": current,
+        "to": target,
+        "history": history,
+        "stamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "note": note[:2000],
+    }
+    mc.set_registered_model_tag(name, INTENT_TAG, json.dumps(intent))
+    mc.set_registered_model_alias(name, CHAMPION, target)  # the commit point
+    _finish(mc, name, intent)
+
+
+def _check_expected(expected: Any, current: str | None, what: str) -> None:
+    if expected is not _UNSET and (str(expected) if expected is not None else None) != current:
+        raise PromotionConflict(
+            f"champion moved from {expected or 'none'} to {current or 'none'} since {what}; "
+            "look at `xib gate` / the registry again"
+        )
 
 
 def promote(cfg: Any, version: str, expected_champion: str | None = _UNSET, note: str = "") -> str | None:
@@ -175,44 +372,30 @@ def promote(cfg: Any, version: str, expected_champion: str | None = _UNSET, note
     mc = client(cfg)
     name = str(cfg.gate.model_name)
     version = str(version)
-    mc.get_model_version(name, version)  # raises when the version does not exist
-    with promotion_lock(str(cfg.gate.lock_file), float(cfg.gate.lock_timeout_s)):
-        current = alias_version(cfg, CHAMPION)
-        if expected_champion is not _UNSET and current != expected_champion:
-            raise PromotionConflict(
-                f"champion moved from {expected_champion or 'none'} to {current or 'none'} since version "
-                f"{version} was judged; run `xib gate` again"
-            )
+    with registry_service(cfg), registry_lock(cfg):
+        mc.get_model_version(name, version)  # raises when the version does not exist
+        current, history = _recover(mc, name)
+        _check_expected(expected_champion, current, f"version {version} was judged")
         if current == version:
             return current
-        history = _history(mc, name)
-        if current is not None and (not history or history[-1] != current):
-            history.append(current)  # a champion set outside xib: keep it in the history
-        history.append(version)
-        _write_aliases(mc, name, history)
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        mc.set_model_version_tag(name, version, "promoted_at", stamp)
-        if note:
-            mc.set_model_version_tag(name, version, "promotion_note", note[:5000])
+        _move(mc, name, "promote", current, version, [*history, version], note)
         return current
 
 
-def rollback(cfg: Any) -> str:
-    """Move `champion` back to the previous champion; returns the version now champion."""
+def rollback(cfg: Any, expected_champion: str | None = _UNSET) -> str:
+    """Move `champion` back to the previous champion; returns the version now champion.
+
+    `expected_champion` (when given) must still be the champion, else PromotionConflict.
+    """
     mc = client(cfg)
     name = str(cfg.gate.model_name)
-    with promotion_lock(str(cfg.gate.lock_file), float(cfg.gate.lock_timeout_s)):
-        history = _history(mc, name)
-        current = alias_version(cfg, CHAMPION)
-        if current is not None and (not history or history[-1] != current):
-            history.append(current)
-        if len(history) < 2:
+    with registry_service(cfg), registry_lock(cfg):
+        current, history = _recover(mc, name)
+        _check_expected(expected_champion, current, "the rollback was asked for")
+        if current is None or len(history) < 2:
             raise XibError(f"model {name!r} has no previous champion to roll back to")
-        demoted = history.pop()
-        _write_aliases(mc, name, history)
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        mc.set_model_version_tag(name, demoted, "rolled_back_at", stamp)
-        return history[-1]
+        _move(mc, name, "rollback", current, history[-2], history[:-1], "")
+        return history[-2]
 
 
 def write_decision(path: str | os.PathLike[str], payload: Mapping[str, Any]) -> None:
@@ -263,21 +446,24 @@ def run_gate(cfg: Any) -> dict[str, Any]:
             f"projections {changed} changed since they were evaluated; run `xib eval` before `xib gate`"
         )
 
-    champion = alias_version(cfg, CHAMPION)
-    champion_metrics = version_metrics(cfg, champion) if champion else None
     provenance = {k: v for k, v in candidate.items() if k != "metrics"}
-    with tempfile.TemporaryDirectory(prefix="xib-candidate-") as tmp:
-        artifacts = candidate_artifacts(cfg, Path(tmp), provenance)
-        artifacts = stage_projections(artifacts, Path(tmp))
-        version = register_candidate(
-            cfg, metrics, artifacts, run_id=str(cfg.eval.mlflow_run_id) or None, provenance=provenance
-        )
-    decision = decide_with_policy(metrics, champion_metrics, cfg.gate, champion, version)
-    record_decision(cfg, version, decision)
-    promoted = False
-    if decision.promote and bool(cfg.gate.auto_promote):
-        promote(cfg, version, expected_champion=champion, note=decision.summary())
-        promoted = True
+    with registry_service(cfg):
+        champion = alias_version(cfg, CHAMPION)  # unreachable: TransientError, never "no champion"
+        champion_metrics = version_metrics(cfg, champion) if champion else None
+        with tempfile.TemporaryDirectory(prefix="xib-candidate-") as tmp:
+            artifacts = candidate_artifacts(cfg, Path(tmp), provenance)
+            artifacts = stage_projections(artifacts, Path(tmp))
+            version = register_candidate(
+                cfg, metrics, artifacts, run_id=str(cfg.eval.mlflow_run_id) or None, provenance=provenance
+            )
+        decision = decide_with_policy(metrics, champion_metrics, cfg.gate, champion, version)
+        record_decision(cfg, version, decision)
+        promoted = False
+        if decision.promote and bool(cfg.gate.auto_promote):
+            promote(cfg, version, expected_champion=champion, note=decision.summary())
+            promoted = True
+    failed = [c.reason for c in decision.checks if not c.passed]
+    passed = [c.reason for c in decision.checks if c.passed]
     payload = {
         "decision": "promote" if decision.promote else "refuse",
         "promoted": promoted,
@@ -285,7 +471,7 @@ def run_gate(cfg: Any) -> dict[str, Any]:
         "version": version,
         "champion": champion,
         "summary": decision.summary(),
-        "reasons": [c.reason for c in decision.checks] or [decision.summary()],
+        "reasons": failed + passed or [decision.summary()],  # failing checks first
         "checks": decision.to_dict()["checks"],
     }
     write_decision(Path(str(cfg.paths.artifacts)) / "gate" / "decision.json", payload)
@@ -303,7 +489,8 @@ def promote_version(cfg: Any, version: str | None = None, force: bool = False) -
     version = version or alias_version(cfg, CHALLENGER)
     if version is None:
         raise XibError(f"model {name!r} has no challenger to promote (run `xib gate`)")
-    tags = mc.get_model_version(name, str(version)).tags or {}
+    with registry_service(cfg):
+        tags = mc.get_model_version(name, str(version)).tags or {}
     if force:
         old = promote(cfg, str(version), note="forced by `xib promote --force`")
         return str(version), old

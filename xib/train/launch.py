@@ -25,13 +25,13 @@ REPO = Path(__file__).resolve().parents[2]
 def write_run_config(cfg: Any, modality: str) -> Path:
     from dataclasses import replace
 
-    from xib.config import to_yaml
     from xib.io import atomic_path
+    from xib.scrub import scrubbed_yaml
 
     cfg = replace(cfg, modality=replace(cfg.modality, name=modality))
     path = Path(cfg.paths.artifacts) / "align" / modality / "run_config.yaml"
     with atomic_path(path) as tmp:
-        tmp.write_text(to_yaml(cfg))
+        tmp.write_text(scrubbed_yaml(cfg))  # URL credentials reach the workers through the environment
     return path
 
 

@@ -2,7 +2,8 @@
 
 mlflow is imported inside the functions (it costs about a second). Params are the resolved config,
 flattened; tags carry provenance (git commit, data hashes, LLM and encoder fingerprints). Values of
-keys that look secret, and passwords inside URLs, are masked before anything is logged.
+keys that name a secret are masked and URLs lose their user info before anything is logged
+(`xib.scrub`, the one scrubber); tracking calls are bounded by `infra.retry` (`xib.transient`).
 """
 
 from __future__ import annotations
@@ -14,44 +15,19 @@ import re
 from pathlib import Path
 from typing import Any
 
+from xib.scrub import MASK, is_secret_key, scrub, scrub_value  # noqa: F401 - the one scrubber, re-exported
+
 log = logging.getLogger(__name__)
 
 RUN_ID_ENV = "XIB_MLFLOW_RUN_ID"
 # The launcher hashes the frozen LLM once; its workers read the hash here instead of each
 # re-reading every weight file (gigabytes per rank for a 7B LLM).
 LLM_FINGERPRINT_ENV = "XIB_LLM_FINGERPRINT"
-MASK = "***"
-# whole words of a key's last part: "aws_secret_access_key", "password", "api_token" (not "num_query_tokens")
-SECRET_KEY_RE = re.compile(
-    r"(^|[_\-.])(secret|password|passwd|pwd|token|key|apikey|credential|credentials)($|[_\-.])", re.I
-)
-URL_PASSWORD_RE = re.compile(
-    r"(?P<scheme>[a-z][a-z0-9+.\-]*://)(?P<user>[^:/@\s]+):(?P<password>[^@/\s]+)@", re.I
-)
-SECRET_VALUE_RE = re.compile(r"(AKIA[0-9A-Z]{16}|hf_[A-Za-z0-9]{20,}|sk-[A-Za-z0-9]{20,})")
 
 
 def param_key(key: str) -> str:
     """MLflow accepts alphanumerics, `_ - . : /` and spaces in names; anything else becomes `_`."""
     return re.sub(r"[^A-Za-z0-9_\-. :/]", "_", key)
-
-
-def is_secret_key(key: str) -> bool:
-    return bool(SECRET_KEY_RE.search(key.rsplit(".", 1)[-1]))
-
-
-def scrub_value(value: Any) -> Any:
-    if not isinstance(value, str):
-        return value
-    value = URL_PASSWORD_RE.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", value)
-    return SECRET_VALUE_RE.sub(MASK, value)
-
-
-def scrub(mapping: dict[str, Any]) -> dict[str, Any]:
-    """Mask values of secret-looking keys and secrets inside values."""
-    return {
-        k: (MASK if is_secret_key(k) and v not in ("", None) else scrub_value(v)) for k, v in mapping.items()
-    }
 
 
 def hash_paths(paths: list[Path]) -> str:
@@ -112,12 +88,26 @@ def weights_fingerprint(path: str | Path) -> str:
 
 def _mlflow(cfg: Any) -> Any:
     from xib.mlflow_store import use_tracking_uri
+    from xib.transient import apply_budgets
 
+    apply_budgets(cfg.infra.retry)
     return use_tracking_uri(str(cfg.infra.mlflow_tracking_uri))
+
+
+def tracking_service(cfg: Any) -> Any:
+    """A block of calls to the tracking server: a transient failure inside ends as one line."""
+    from xib.transient import service, tracking_budget
+
+    return service("MLflow tracking", str(cfg.infra.mlflow_tracking_uri), tracking_budget(cfg.infra.retry))
 
 
 def open_run(cfg: Any, modality: str, tags: dict[str, str] | None = None) -> str:
     """Parent process: create the run (params + provenance tags) and return its id for the workers."""
+    with tracking_service(cfg):
+        return _open_run(cfg, modality, tags)
+
+
+def _open_run(cfg: Any, modality: str, tags: dict[str, str] | None) -> str:
     from xib.config import to_flat_dict
 
     mlflow = _mlflow(cfg)
@@ -160,8 +150,8 @@ def provenance_tags(cfg: Any, modality: str, encoder_fingerprint: str, llm_fp: s
 
 
 def close_run(cfg: Any, run_id: str, status: str) -> None:
-    mlflow = _mlflow(cfg)
-    mlflow.MlflowClient().set_terminated(run_id, status=status)
+    with tracking_service(cfg):
+        _mlflow(cfg).MlflowClient().set_terminated(run_id, status=status)
 
 
 class RankZeroLogger:
