@@ -11,6 +11,7 @@ Rollback moves `champion` back along the recorded champion history.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
