@@ -56,7 +56,7 @@ def test_ds_config_rejects_bad_values() -> None:
 
 
 def test_lr_warmup_then_cosine_to_min_ratio() -> None:
-    from xib.train.worker import lr_factor
+    from xib.train.loop import lr_factor
 
     factors = [lr_factor(s, 10, 100, 0.1) for s in range(101)]
     assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)

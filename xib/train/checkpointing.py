@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from xib.errors import XibError
 from xib.io import write_json
 
 log = logging.getLogger(__name__)
@@ -142,6 +143,14 @@ def find_latest(ckpt_dir: Path, expect: dict[str, Any]) -> Found:
             return Found(tag_dir.name, int(TAG_RE.match(tag_dir.name).group(1)), skipped)  # type: ignore[union-attr]
         skipped.append(f"checkpoint {tag_dir} skipped: {problem}")
     return Found(None, 0, skipped)
+
+
+def load(engine: Any, ckpt_dir: Path, tag: str) -> dict[str, Any]:
+    """Load a tag `find_latest` accepted into `engine`; returns the client state saved with it."""
+    load_path, client = engine.load_checkpoint(str(ckpt_dir), tag=tag, load_module_strict=True)
+    if load_path is None:
+        raise XibError(f"{Path(ckpt_dir) / tag}: DeepSpeed could not load this checkpoint")
+    return dict(client or {})
 
 
 def prune(ckpt_dir: Path, keep: int, expect: dict[str, Any]) -> None:

@@ -128,7 +128,7 @@ class ProgressView:
             print(text, flush=True)
 
     def line(self, text: str) -> None:
-        from xib.train.worker import PROGRESS_PREFIX
+        from xib.train.loop import PROGRESS_PREFIX
 
         if not text.startswith(PROGRESS_PREFIX):
             self._write(text.rstrip("\n"))
