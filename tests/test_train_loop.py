@@ -1,5 +1,6 @@
 """The training loop's named steps (xib.train.loop), each driven on its own with a real DeepSpeed
-engine in this process (one rank, gloo): validate, train_step, fit + save, resume, finish."""
+engine in this process (one rank, gloo): validate, train_step, fit + save, resume, finish; and
+resume's refusal of checkpoints this job did not write (xib.train.signing), before any loading."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import torch
 from test_train_fixtures import make_world
 
 STEPS = 3
+KEY = "test-job-key"
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +28,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Path]
     root = tmp_path_factory.mktemp("loop")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("XIB_ROOT", str(root))
+        patch.setenv("XIB_CHECKPOINT_KEY", KEY)
         for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
             patch.delenv(name, raising=False)
         overrides = make_world(root) + [
@@ -43,6 +46,16 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Path]
         finally:
             if owns and dist.is_initialized():
                 dist.destroy_process_group()
+
+
+@pytest.fixture(scope="module")
+def trained(world):
+    from xib.train import loop
+
+    cfg, _ = world
+    job, engine = loop.setup(cfg, 0, 1, 0)
+    done = loop.fit(job, engine, loop.Progress())
+    return job, engine, done
 
 
 def _projection(engine: Any) -> dict[str, torch.Tensor]:
@@ -77,12 +90,11 @@ def test_train_step_trains_only_the_projection_at_the_scheduled_rate(world) -> N
     assert all(torch.equal(a, b) for a, b in zip(frozen, job.model.model.llm.parameters()))
 
 
-def test_fit_saves_and_resume_restores_the_same_state(world) -> None:
+def test_fit_saves_and_resume_restores_the_same_state(world, trained) -> None:
     from xib.train import checkpointing, loop
 
     cfg, root = world
-    job, engine = loop.setup(cfg, 0, 1, 0)
-    done = loop.fit(job, engine, loop.Progress())
+    job, engine, done = trained
     assert done.step == STEPS and math.isfinite(done.loss)
     assert [s for s, _ in job.tracker.history["train/loss"]] == [1, 2, 3]
     tags = sorted(p.name for p in job.ckpt_dir.iterdir() if checkpointing.TAG_RE.match(p.name))
@@ -102,3 +114,103 @@ def test_fit_saves_and_resume_restores_the_same_state(world) -> None:
     assert written[0].name == "projection.safetensors"
     assert info["provenance"]["final_loss"] == done.loss and info["provenance"]["steps"] == STEPS
     assert all(torch.equal(v, _projection(engine)[k]) for k, v in projection.state_dict().items())
+
+
+class Planted:
+    """A pickle that runs a command when unpickled (what a planted checkpoint file would hold)."""
+
+    def __init__(self, sentinel: Path) -> None:
+        self.sentinel = sentinel
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.sentinel}",))
+
+
+def _copy_of_checkpoints(job: Any, tmp_path: Path) -> tuple[Any, Path]:
+    """The job's checkpoints copied under tmp_path, and a job that resumes from the copy."""
+    import dataclasses
+    import shutil
+
+    copy = dataclasses.replace(job, out_dir=tmp_path / "align")
+    shutil.copytree(job.ckpt_dir, copy.ckpt_dir)
+    return copy, copy.ckpt_dir / "step00000003"
+
+
+def _never_loads(engine: Any, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    calls: list[str] = []
+    monkeypatch.setattr(engine, "load_checkpoint", lambda *a, **k: calls.append("load") or (None, {}))
+    return calls
+
+
+def _forge(tag: Path, name: str, signature: str) -> None:
+    """Rewrite the marker as a forger without the key would: the new file's size and sha256."""
+    import json
+
+    from xib.train.features import file_sha256
+
+    info = json.loads((tag / "xib_complete.json").read_text())
+    info["files"][name] = {"size": (tag / name).stat().st_size, "sha256": file_sha256(tag / name)}
+    (tag / "xib_complete.json").write_text(json.dumps({**info, "signature": signature}))
+
+
+def test_a_changed_file_is_refused_before_anything_is_loaded(
+    trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from xib.errors import XibError
+    from xib.train import loop
+
+    job, engine, _ = trained
+    copy, tag = _copy_of_checkpoints(job, tmp_path)
+    optim = next(tag.glob("*optim_states.pt"))
+    data = bytearray(optim.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size: not torn, tampered
+    optim.write_bytes(bytes(data))
+    calls = _never_loads(engine, monkeypatch)
+    with pytest.raises(XibError) as refused:
+        loop.resume(copy, engine)
+    message = str(refused.value)
+    assert (
+        "\n" not in message and f"{tag} refused, nothing loaded: file {optim.name} does not match" in message
+    )
+    assert calls == []
+
+
+@pytest.mark.parametrize("signature", ["hmac-sha256:" + "0" * 64, ""])
+def test_a_planted_file_with_a_forged_marker_is_refused_unrun(
+    trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, signature: str
+) -> None:
+    from xib.errors import XibError
+    from xib.train import loop
+
+    job, engine, _ = trained
+    copy, tag = _copy_of_checkpoints(job, tmp_path)
+    sentinel = tmp_path / "code-ran"
+    torch.save({"module": Planted(sentinel)}, tag / "mp_rank_00_model_states.pt")
+    _forge(tag, "mp_rank_00_model_states.pt", signature)
+    calls = _never_loads(engine, monkeypatch)
+    with pytest.raises(XibError, match="refused, nothing loaded: the marker"):
+        loop.resume(copy, engine)
+    assert calls == [] and not sentinel.exists()
+
+
+def test_without_a_key_the_weights_only_loader_still_refuses_code(
+    trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No key: an unsigned manifest a forger can rewrite. DeepSpeed's files are then read with torch's
+    weights-only unpickler, which refuses the planted object instead of running it."""
+    from xib.errors import XibError
+    from xib.train import loop
+
+    monkeypatch.delenv("XIB_CHECKPOINT_KEY")
+    job, engine, _ = trained
+    copy, tag = _copy_of_checkpoints(job, tmp_path)
+    with pytest.raises(XibError, match="the marker is signed but XIB_CHECKPOINT_KEY is not set"):
+        loop.resume(copy, engine)
+    sentinel = tmp_path / "code-ran"
+    torch.save({"module": Planted(sentinel)}, tag / "mp_rank_00_model_states.pt")
+    _forge(tag, "mp_rank_00_model_states.pt", "")
+    with pytest.raises(XibError, match="refused by the weights-only loader") as refused:
+        loop.resume(copy, engine)
+    assert "\n" not in str(refused.value) and not sentinel.exists()

@@ -131,15 +131,9 @@ def setup(cfg: Any, rank: int, world: int, local_rank: int) -> tuple[Job, Any]:
         feature_index=dict(stores["train"].index),
         tracker=tracker,
     )
-    job.expect = {
-        "world_size": world,
-        "zero_stage": int(tc.zero_stage),
-        "modality": modality,
-        "recipe": checkpointing.recipe_hash(cfg),
-        # the frozen inputs: a checkpoint trained on another encoder's features or another LLM is stale
-        "features": str(job.feature_index.get("key", "")),
-        "llm": llm_fingerprint(cfg),
-    }
+    job.expect = checkpointing.expectations(
+        cfg, world, str(job.feature_index.get("key", "")), llm_fingerprint(cfg)
+    )
     return job, engine
 
 
@@ -343,7 +337,7 @@ def save(job: Job, engine: Any, progress: Progress) -> Path:
         engine,
         job.ckpt_dir,
         progress.step,
-        job.expect,
+        {**job.expect, "mlflow_run_id": job.tracker.run_id},
         job.rank,
         client_state={"history": job.tracker.history, "loss": progress.loss},
     )

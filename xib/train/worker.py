@@ -61,6 +61,10 @@ def setup_distributed(backend: str) -> tuple[int, int, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from xib.train import lifeline
+
+    if lifeline.watch_launcher() is not None:  # a process of its own: it dies with the launcher
+        lifeline.die_with_parent()
     config_path, overrides = parse_args(list(sys.argv[1:] if argv is None else argv))
     cfg = load_worker_config(config_path, overrides)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
