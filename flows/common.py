@@ -25,7 +25,13 @@ def retry_on_transient_only(task, task_run, state) -> bool:  # noqa: ANN001 - Pr
     return False
 
 
-@task(name="stage", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_on_transient_only)
+@task(
+    name="stage",
+    task_run_name="{name}",  # the dashboard's per-stage durations name the stage
+    retries=2,
+    retry_delay_seconds=5,
+    retry_condition_fn=retry_on_transient_only,
+)
 def run_stage(name: str, overrides: list[str], root: str, force: bool = False) -> str:
     """Run one stage; returns the paths it wrote (joined by ';'), never tensors."""
     from xib.stages import load_stages

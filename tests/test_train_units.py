@@ -90,7 +90,8 @@ def test_task_mixture_by_sqrt_of_size_and_deterministic() -> None:
 
 
 def _fake_tag(ckpt: Path, step: int, complete: bool = True, world_size: int = 2) -> Path:
-    from xib.train.checkpointing import MARKER, _files_of, tag_for
+    from xib.train import signing
+    from xib.train.checkpointing import MARKER, tag_for
 
     tag = ckpt / tag_for(step)
     tag.mkdir(parents=True)
@@ -99,12 +100,12 @@ def _fake_tag(ckpt: Path, step: int, complete: bool = True, world_size: int = 2)
     if complete:
         info = {
             "step": step,
-            "files": _files_of(tag),
+            "files": signing.manifest(tag, exclude=MARKER),
             "world_size": world_size,
             "zero_stage": 2,
             "modality": "image",
         }
-        (tag / MARKER).write_text(json.dumps(info))
+        (tag / MARKER).write_text(json.dumps(signing.sign(info)))
     return tag
 
 
