@@ -278,8 +278,11 @@ def test_dashboard_shows_registry_history_runs_and_data(dashboard_cfg, prefect_s
         "      size: 4096\n      nfiles: 9\n"
     )
 
+    with open_dict(cfg):  # links into the MLflow UI; the credentials never reach the page
+        cfg.infra.dashboard.mlflow_ui = "http://ops:hunter2@mlflow.test:5000/"
     page = write_dashboard(cfg)
     assert page == xib_root / "artifacts/dashboard/index.html"
+    assert "hunter2" not in page.read_text()
     dom = Elements()
     dom.feed(_chromium(tmp_path, "--dump-dom", page.as_uri()))
 
@@ -337,6 +340,13 @@ def test_dashboard_shows_registry_history_runs_and_data(dashboard_cfg, prefect_s
     assert "3.1" in training["pc"]["text"] and "2.9" in training["pc"]["text"]  # one point: in the table
     plot_text = dom.by_id("training-plot")["text"]
     assert "align image" in plot_text and "align pc" not in plot_text
+
+    links = {e["attrs"]["href"] for e in dom.all if e["tag"] == "a"}
+    ui = "http://mlflow.test:5000/#"
+    assert f"{ui}/models/{cfg.gate.model_name}/versions/1" in links
+    assert any(
+        h.startswith(f"{ui}/experiments/") and h.endswith(f"/runs/{align_runs['image']}") for h in links
+    )
 
     # DisCRn: every pair in the metrics, one column per input order, the floor beside the value
     tables = {e["attrs"]["data-pair"]: e for e in dom.all if e["attrs"].get("class") == "discrn"}
