@@ -214,3 +214,25 @@ def test_without_a_key_the_weights_only_loader_still_refuses_code(
     with pytest.raises(XibError, match="refused by the weights-only loader") as refused:
         loop.resume(copy, engine)
     assert "\n" not in str(refused.value) and not sentinel.exists()
+
+
+def test_the_launcher_refuses_a_tampered_checkpoint_before_any_worker_starts(
+    world, trained, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from xib.errors import XibError
+    from xib.train import launch
+
+    cfg, _ = world
+    job, _, _ = trained
+    started: list[str] = []
+    monkeypatch.setattr(launch, "_run_in_process", lambda *a: started.append("worker") or 0)
+    assert launch.run_alignment(cfg, "image", quiet=True, track=False) == 0 and started == ["worker"]
+    shard = job.ckpt_dir / "step00000003" / "mp_rank_00_model_states.pt"
+    data = bytearray(shard.read_bytes())
+    data[-100] ^= 0x01
+    shard.write_bytes(bytes(data))
+    with pytest.raises(
+        XibError, match="step00000003 refused, nothing loaded: file mp_rank_00_model_states.pt"
+    ):
+        launch.run_alignment(cfg, "image", quiet=True, track=False)
+    assert started == ["worker"]
