@@ -110,3 +110,20 @@ def test_runs_of_dead_launchers_are_marked_killed(xib_root: Path) -> None:
     assert run_record.mark_crashed(client, runs[0].info.experiment_id, "image") == [crashed]
     status = {r.info.run_id: r.info.status for r in _runs(cfg)[1]}
     assert status == {crashed: "KILLED", running: "RUNNING", other_host: "RUNNING"}
+    # the record beside the checkpoints names a run: continued when its launcher is gone, refused
+    # while its launcher still trains (two launches would write the same checkpoints)
+    import json
+
+    from xib.errors import XibError
+
+    ckpt = xib_root / "ds"
+    tag = ckpt / "step00000001"
+    tag.mkdir(parents=True)
+    for run_id in (crashed, running):
+        (tag / "xib_complete.json").write_text(json.dumps({"mlflow_run_id": run_id}))
+        run_record.write_record(ckpt, run_id)
+        if run_id == crashed:
+            assert run_record.continuable_run(client, ckpt, tag.name) == crashed
+        else:
+            with pytest.raises(XibError, match="is training this modality now"):
+                run_record.continuable_run(client, ckpt, tag.name)

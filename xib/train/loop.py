@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,10 @@ PROGRESS_PREFIX = "@@xib "  # rank 0's machine-readable progress lines, read by 
 
 
 def emit(event: dict[str, Any]) -> None:
-    print(PROGRESS_PREFIX + json.dumps(event, default=str), flush=True)
+    # one write: print() writes the text and the newline separately, and another rank's log line
+    # (same pipe) can land between them and break the launcher's parsing of this one
+    sys.stdout.write(PROGRESS_PREFIX + json.dumps(event, default=str) + "\n")
+    sys.stdout.flush()
 
 
 def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:

@@ -17,6 +17,8 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from xib.errors import XibError
+
 log = logging.getLogger(__name__)
 
 RECORD = "mlflow_run.json"
@@ -59,10 +61,19 @@ def continuable_run(client: Any, ckpt_dir: Path, resume_tag: str | None) -> str:
     if checkpointing.marker(Path(ckpt_dir) / resume_tag).get("mlflow_run_id") != run_id:
         return ""
     try:
-        status = client.get_run(run_id).info.status
+        run = client.get_run(run_id)
     except MlflowException:  # another tracking store, or the run was deleted
         return ""
-    return run_id if status in CONTINUABLE else ""
+    tags = run.data.tags
+    if run.info.status == "RUNNING" and tags.get(HOST_TAG) == socket.gethostname():
+        from xib.train.lifeline import alive
+
+        if alive(tags.get(PROCESS_TAG, "")):
+            raise XibError(
+                f"{ckpt_dir}: MLflow run {run_id} is training this modality now "
+                f"(launcher {tags[PROCESS_TAG].partition(':')[0]} on this host); wait for it or stop it"
+            )
+    return run_id if run.info.status in CONTINUABLE else ""
 
 
 def mark_crashed(client: Any, experiment_id: str, modality: str, keep: str = "") -> list[str]:
