@@ -88,7 +88,7 @@ def bench_modality(
     from xib.models.encoders import build_encoder
     from xib.train import model_setup
     from xib.train.features import FeatureStore, build_cache
-    from xib.train.worker import param_groups
+    from xib.train.loop import param_groups
 
     cfg = load_config([f"modality={modality}", f"model.llm.path={llm}", "modality.init_from=", *overrides])
     micro = int(cfg.train.micro_batch_size)

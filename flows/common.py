@@ -25,7 +25,9 @@ def retry_on_transient_only(task, task_run, state) -> bool:  # noqa: ANN001 - Pr
     return False
 
 
-@task(name="stage", retry_condition_fn=retry_on_transient_only)
+@task(
+    name="stage", task_run_name="{name}", retry_condition_fn=retry_on_transient_only
+)  # named for the dashboard
 def run_stage(name: str, overrides: list[str], root: str, force: bool = False) -> str:
     """Run one stage; returns the paths it wrote (joined by ';'), never tensors."""
     from xib.stages import load_stages

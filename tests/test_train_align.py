@@ -27,7 +27,7 @@ def _setup(overrides: list[str]):
 
 
 def test_only_projection_trains_and_anchor_only_when_enabled(xib_root: Path) -> None:
-    from xib.train.worker import param_groups
+    from xib.train.loop import param_groups
 
     overrides = make_world(xib_root)
     cfg, setup, records = _setup(overrides + ["train.anchor.enabled=false"])

@@ -21,7 +21,7 @@ LOSS_TOLERANCE = 1e-4
 
 
 def _events(lines: list[str]) -> list[dict]:
-    from xib.train.worker import PROGRESS_PREFIX
+    from xib.train.loop import PROGRESS_PREFIX
 
     return [json.loads(x[len(PROGRESS_PREFIX) :]) for x in lines if x.startswith(PROGRESS_PREFIX)]
 

@@ -51,7 +51,7 @@ def test_ds_config_rejects_bad_values() -> None:
 
 
 def test_lr_warmup_then_cosine_to_min_ratio() -> None:
-    from xib.train.worker import lr_factor
+    from xib.train.loop import lr_factor
 
     factors = [lr_factor(s, 10, 100, 0.1) for s in range(101)]
     assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
@@ -85,7 +85,8 @@ def test_task_mixture_by_sqrt_of_size_and_deterministic() -> None:
 
 
 def _fake_tag(ckpt: Path, step: int, complete: bool = True, world_size: int = 2) -> Path:
-    from xib.train.checkpointing import MARKER, _files_of, tag_for
+    from xib.train import signing
+    from xib.train.checkpointing import MARKER, tag_for
 
     tag = ckpt / tag_for(step)
     tag.mkdir(parents=True)
@@ -94,12 +95,12 @@ def _fake_tag(ckpt: Path, step: int, complete: bool = True, world_size: int = 2)
     if complete:
         info = {
             "step": step,
-            "files": _files_of(tag),
+            "files": signing.manifest(tag, exclude=MARKER),
             "world_size": world_size,
             "zero_stage": 2,
             "modality": "image",
         }
-        (tag / MARKER).write_text(json.dumps(info))
+        (tag / MARKER).write_text(json.dumps(signing.sign(info)))
     return tag
 
 

@@ -63,6 +63,7 @@ class DashboardConfig:
     port: int = 8050
     flow_runs: int = 30  # most recent Prefect flow runs shown
     api_timeout_s: float = 5.0  # Prefect API requests; past it the page says the server did not answer
+    mlflow_ui: str = ""  # MLflow UI base URL for links ("" = the tracking URI when it is http)
 
 
 @dataclass

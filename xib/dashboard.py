@@ -1,9 +1,10 @@
 """`xib dashboard`: one self-contained HTML page on the state of the system.
 
 It reads, and never changes: the MLflow model registry (every version, the gate's verdict and its
-reasons, metrics against the gate's floors, the champion over time), Prefect's API (recent flow
-runs with their states and durations) and the data set versions (dvc.lock, the stage driver's
-records, the world manifests' hashes). Plots are inline SVG; the page needs no network. When a
+reasons, metrics against the gate's floors, the champion over time), the alignment runs and the last
+evaluation (xib/dashboard_training.py), Prefect's API (recent flow runs with their states, causes of
+failure and per-stage durations) and the data set versions (dvc.lock, the stage driver's records,
+the world manifests' hashes, rows per split). Plots are inline SVG; the page needs no network. When a
 source is missing the page says so instead of showing anything made up.
 """
 
@@ -72,7 +73,14 @@ def collect_registry(cfg: Any) -> dict[str, Any]:
     uri = str(cfg.infra.mlflow_tracking_uri)
     name = str(cfg.gate.model_name)
     floors = {str(k): float(v) for k, v in cfg.gate.floors.items()}
-    view: dict[str, Any] = {"uri": uri, "model": name, "versions": [], "note": None, "floors": floors}
+    view: dict[str, Any] = {
+        "uri": uri,
+        "model": name,
+        "versions": [],
+        "note": None,
+        "floors": floors,
+        "ui": "",
+    }
     view["policy"] = {
         "tolerance": float(cfg.gate.tolerance),
         "tolerances": {str(k): float(v) for k, v in cfg.gate.tolerances.items()},
@@ -100,6 +108,10 @@ def collect_registry(cfg: Any) -> dict[str, Any]:
         view["note"] = f"The MLflow registry at {uri} could not be read: {err}"
         return view
 
+    from xib.dashboard_training import mlflow_ui, run_link, version_link
+
+    ui = mlflow_ui(cfg)
+    view["ui"] = ui
     aliases = {str(k): str(v) for k, v in (model.aliases or {}).items()}
     history = [v for v in (model.tags or {}).get(HISTORY_TAG, "").split(",") if v]
     events = []
@@ -109,6 +121,10 @@ def collect_registry(cfg: Any) -> dict[str, Any]:
         below = sorted(m for m, floor in floors.items() if m in metrics and metrics[m] < floor)
         record = {
             "version": str(mv.version),
+            "link": version_link(ui, name, str(mv.version)),
+            "run_link": run_link(ui, runs[mv.run_id].info.experiment_id, mv.run_id)
+            if mv.run_id in runs
+            else "",
             "created": _iso_ms(mv.creation_timestamp),
             "run_id": mv.run_id or "",
             "aliases": sorted(a for a, v in aliases.items() if v == str(mv.version)),
@@ -141,7 +157,7 @@ def metrics_svg(registry: Mapping[str, Any]) -> str:
     """Each gated metric over the versions: verdict colours, floors dashed, champions ringed."""
     versions = registry["versions"]
     metrics = registry.get("gated_metrics") or []
-    if not versions or not metrics:
+    if len(versions) < 2 or not metrics:  # one version: its numbers are in the table, a plot adds nothing
         return ""
     import io
 
@@ -208,8 +224,20 @@ def fetch_flow_runs(api: str, limit: int, timeout: float) -> dict[str, Any]:
     scheduled = _post(
         api, "/flow_runs/count", {"flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}}}, timeout
     )
+    run_ids = [r["id"] for r in runs]
+    tasks = (
+        _post(
+            api,
+            "/task_runs/filter",
+            {"flow_runs": {"id": {"any_": run_ids}}, "sort": "EXPECTED_START_TIME_ASC"},
+            timeout,
+        )
+        if run_ids
+        else []
+    )
     return {
         "runs": runs,
+        "tasks": tasks,
         "flows": {f["id"]: f["name"] for f in flows},
         "deployments": {d["id"]: d["name"] for d in deployments},
         "scheduled": int(scheduled),
@@ -220,18 +248,39 @@ def _parse_time(text: str | None) -> dt.datetime | None:
     return dt.datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
 
 
+def _duration(run: Mapping[str, Any], now: dt.datetime) -> float:
+    start, end = _parse_time(run.get("start_time")), _parse_time(run.get("end_time"))
+    if end and start:
+        return (end - start).total_seconds()
+    if start and run.get("state_type") == "RUNNING":
+        return (now - start).total_seconds()
+    return float(run.get("total_run_time") or 0.0)
+
+
+def _cause(run: Mapping[str, Any]) -> str:
+    """The first line of a failed run's state message (Prefect puts the exception there)."""
+    if run.get("state_type") not in ("FAILED", "CRASHED"):
+        return ""
+    message = str((run.get("state") or {}).get("message") or "").strip()
+    return message.splitlines()[0] if message else "no message recorded"
+
+
 def _run_rows(raw: Mapping[str, Any]) -> list[dict[str, Any]]:
     now = dt.datetime.now(dt.UTC)
+    stages: dict[str, list[dict[str, Any]]] = {}
+    for task in raw.get("tasks", []):
+        stages.setdefault(task.get("flow_run_id") or "", []).append(
+            {
+                "name": task["name"],
+                "state_type": task.get("state_type") or "",
+                "duration_s": _duration(task, now),
+                "colour": STATE_COLOURS.get(task.get("state_type") or "", "#6e7781"),
+                "cause": _cause(task),
+            }
+        )
     rows = []
     for run in raw["runs"]:
-        start, end = _parse_time(run.get("start_time")), _parse_time(run.get("end_time"))
-        total = float(run.get("total_run_time") or 0.0)
-        if end and start:
-            duration = (end - start).total_seconds()
-        elif start and run.get("state_type") == "RUNNING":
-            duration = (now - start).total_seconds()
-        else:
-            duration = total
+        start = _parse_time(run.get("start_time"))
         rows.append(
             {
                 "id": run["id"],
@@ -241,8 +290,10 @@ def _run_rows(raw: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "state_type": run.get("state_type") or "",
                 "state_name": run.get("state_name") or "",
                 "start": start.strftime("%Y-%m-%d %H:%M:%SZ") if start else "",
-                "duration_s": duration,
+                "duration_s": _duration(run, now),
                 "colour": STATE_COLOURS.get(run.get("state_type") or "", "#6e7781"),
+                "cause": _cause(run),
+                "stages": stages.get(run["id"], []),
             }
         )
     return rows
@@ -355,29 +406,48 @@ def collect_data_versions(cfg: Any, root: Path) -> dict[str, Any]:
 # --- the page ----------------------------------------------------------------------------------
 
 
-def render(registry: Mapping[str, Any], runs: Mapping[str, Any], data: Mapping[str, Any]) -> str:
+def render(
+    registry: Mapping[str, Any],
+    runs: Mapping[str, Any],
+    data: Mapping[str, Any],
+    training: Mapping[str, Any] | None = None,
+    evaluation: Mapping[str, Any] | None = None,
+) -> str:
     from jinja2 import Environment, StrictUndefined
+    from markupsafe import Markup
 
     from xib.dashboard_template import TEMPLATE
+    from xib.dashboard_training import plotted, training_svg
 
+    training = training or {"modalities": [], "note": "Training was not collected."}
+    evaluation = evaluation or {"metrics": {}, "discrn": [], "plots": [], "note": "No evaluation collected."}
     env = Environment(autoescape=True, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["num"] = lambda x: f"{x:.4g}" if isinstance(x, int | float) else ""
     env.filters["seconds"] = lambda s: f"{s:.1f} s" if s < 120 else f"{s / 60:.1f} min"
+    env.tests["plotted"] = plotted
     generated = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-    from markupsafe import Markup
-
-    plot = Markup(metrics_svg(registry))  # noqa: S704 - matplotlib's own SVG
     return env.from_string(TEMPLATE).render(
-        registry=registry, runs=runs, data=data, plot=plot, generated=generated
+        registry=registry,
+        runs=runs,
+        data=data,
+        training=training,
+        evaluation=evaluation,
+        plot=Markup(metrics_svg(registry)),  # noqa: S704 - matplotlib's own SVG
+        training_plot=Markup(training_svg(training)),  # noqa: S704 - matplotlib's own SVG
+        generated=generated,
     )
 
 
 def write_dashboard(cfg: Any, output: str | os.PathLike[str] | None = None) -> Path:
     """Collect everything and write the page atomically; returns its path."""
+    from xib.dashboard_training import collect_eval, collect_rows, collect_training
     from xib.io import write_bytes
 
     root = Path(str(cfg.paths.root)).resolve()
-    page = render(collect_registry(cfg), collect_runs(cfg, root), collect_data_versions(cfg, root))
+    data = {**collect_data_versions(cfg, root), "rows": collect_rows(cfg)}
+    page = render(
+        collect_registry(cfg), collect_runs(cfg, root), data, collect_training(cfg), collect_eval(cfg)
+    )
     path = Path(output or str(cfg.infra.dashboard.output))
     write_bytes(path, page.encode())
     return path

@@ -35,6 +35,12 @@ TEMPLATE = """<!doctype html>
   .card .label { color: var(--muted); font-size: 12px; }
   ul.checks { margin: 4px 0 0; padding-left: 18px; }
   .plot svg { max-width: 100%; height: auto; }
+  tr.failed-run td { background: #ffebe9; }
+  .cause { color: var(--bad); font-weight: 600; }
+  .stages { font-size: 12px; color: var(--muted); }
+  .stage { display: inline-block; margin-right: 10px; }
+  .evalplots img { max-width: 48%; border: 1px solid var(--line); margin: 4px; }
+  td.floor, th.floor { color: var(--muted); }
 </style>
 </head>
 <body>
@@ -72,6 +78,65 @@ TEMPLATE = """<!doctype html>
   {% endif %}
 </section>
 
+
+<section id="training">
+  <h2>Alignment training</h2>
+  {% if training.note %}<p class="note" id="training-note">{{ training.note }}</p>{% endif %}
+  {% if training.modalities %}
+  <table id="training-table">
+    <tr><th>modality</th><th>MLflow run</th><th>status</th><th class="num">steps</th><th class="num">final (or last) train loss</th><th class="num">last val loss</th><th class="num">train points</th><th class="num">val points</th></tr>
+    {% for m in training.modalities %}
+    <tr class="training-run" data-modality="{{ m.modality }}" data-status="{{ m.status }}">
+      <td><b>{{ m.modality }}</b></td>
+      <td class="mono">{% if m.link %}<a href="{{ m.link }}">{{ m.run_id[:12] }}</a>{% else %}{{ m.run_id[:12] }}{% endif %}</td>
+      <td{% if m.status in ('FAILED', 'KILLED') %} class="failed"{% endif %}>{{ m.status }}</td>
+      <td class="num">{{ m.steps }}</td>
+      <td class="num final-loss">{{ m.final_loss|num }}</td>
+      <td class="num final-val-loss">{{ m.final_val_loss|num }}</td>
+      <td class="num">{{ m.curves['train/loss']|length }}</td>
+      <td class="num">{{ m.curves['val/loss']|length }}</td>
+    </tr>
+    {% endfor %}
+  </table>
+  {% if training_plot %}<h3>Loss against the step</h3>
+  <p class="note">Curves with a single point are not drawn: their value is in the table above.</p>
+  <div class="plot" id="training-plot">{{ training_plot }}</div>{% endif %}
+  {% endif %}
+</section>
+
+<section id="evaluation">
+  <h2>Last evaluation</h2>
+  {% if evaluation.note %}<p class="note" id="evaluation-note">{{ evaluation.note }}</p>{% else %}
+  <p>From <span class="mono">{{ evaluation.folder }}</span>.</p>
+  <h3>DisCRn by pair and input order</h3>
+  {% if evaluation.discrn %}
+  {% for g in evaluation.discrn %}
+  <table class="discrn" data-pair="{{ g.pair }}">
+    <tr><th>{{ g.pair }}</th><th class="num">all orders</th>{% for o in g.orders %}<th class="num">{{ o }}</th>{% endfor %}</tr>
+    {% for r in g.rows %}
+    <tr class="discrn-row" data-scoring="{{ r.scoring }}">
+      <td>{{ r.scoring }}</td>
+      {% for col in ['all'] + g.orders %}{% set c = r.cells.get(col) %}
+      <td class="num{{ ' below' if c and c.below else '' }}" data-metric="{{ c.metric if c else '' }}">{% if c %}{{ c.value|num }}{% if c.floor is not none %} <span class="floor">(floor {{ c.floor|num }})</span>{% endif %}{% else %}—{% endif %}</td>
+      {% endfor %}
+    </tr>
+    {% endfor %}
+    <tr><td class="floor">answered / chance</td><td class="num floor" colspan="{{ 1 + g.orders|length }}">{{ g.answered|num or '—' }} / {{ g.chance|num or '—' }}</td></tr>
+  </table>
+  {% endfor %}
+  {% else %}<p class="note">The evaluation has no DisCRn metric.</p>{% endif %}
+  <h3>All metrics</h3>
+  <table id="eval-metrics">
+    <tr><th>metric</th><th class="num">value</th><th class="num floor">gate floor</th></tr>
+    {% for name, m in evaluation.metrics|dictsort %}
+    <tr class="eval-metric" data-metric="{{ name }}"><td><code>{{ name }}</code></td><td class="num{{ ' below' if m.floor is not none and m.value < m.floor else '' }}">{{ m.value|num }}</td><td class="num floor">{{ m.floor|num }}</td></tr>
+    {% endfor %}
+  </table>
+  {% if evaluation.plots %}<h3>Plots</h3>
+  <div class="evalplots">{% for p in evaluation.plots %}<img class="eval-plot" alt="{{ p.name }}" title="{{ p.name }}" src="{{ p.src }}">{% endfor %}</div>{% endif %}
+  {% endif %}
+</section>
+
 {% if not registry.note %}
 <section id="versions">
   <h2>Registered versions and the gate's verdicts</h2>
@@ -80,7 +145,8 @@ TEMPLATE = """<!doctype html>
     <tr><th>version</th><th>registered (UTC)</th><th>aliases</th><th>gate</th><th>judged against</th><th>reasons</th></tr>
     {% for v in registry.versions|reverse %}
     <tr class="version" data-version="{{ v.version }}" data-decision="{{ v.decision or 'undecided' }}">
-      <td><b>v{{ v.version }}</b></td>
+      <td><b>{% if v.link %}<a href="{{ v.link }}">v{{ v.version }}</a>{% else %}v{{ v.version }}{% endif %}</b>
+        {% if v.run_link %}<div class="mono"><a class="run-link" href="{{ v.run_link }}">run {{ v.run_id[:8] }}</a></div>{% elif v.run_id %}<div class="mono">run {{ v.run_id[:8] }}</div>{% endif %}</td>
       <td class="mono">{{ v.created }}</td>
       <td>{% for a in v.aliases %}<span class="alias">{{ a }}</span>{% endfor %}
         {% if v.rolled_back_at %}<div class="note rolled-back">rolled back {{ v.rolled_back_at }}</div>{% endif %}</td>
@@ -134,8 +200,10 @@ TEMPLATE = """<!doctype html>
   <table>
     <tr><th>flow</th><th>run</th><th>deployment</th><th>state</th><th>started (UTC)</th><th class="num">duration</th></tr>
     {% for r in runs.runs %}
-    <tr class="run" data-flow="{{ r.flow }}" data-state="{{ r.state_type }}">
-      <td><b>{{ r.flow }}</b></td><td class="mono">{{ r.name }}</td><td>{{ r.deployment }}</td>
+    <tr class="run{{ ' failed-run' if r.cause else '' }}" data-flow="{{ r.flow }}" data-state="{{ r.state_type }}">
+      <td><b>{{ r.flow }}</b>{% if r.cause %}<div class="cause">{{ r.cause }}</div>{% endif %}
+        {% if r.stages %}<div class="stages">{% for t in r.stages %}<span class="stage" data-stage="{{ t.name }}" data-state="{{ t.state_type }}" style="color: {{ t.colour }}">{{ t.name }} {{ t.duration_s|seconds }}</span>{% endfor %}</div>{% endif %}</td>
+      <td class="mono">{{ r.name }}</td><td>{{ r.deployment }}</td>
       <td><span class="badge" style="background: {{ r.colour }}">{{ r.state_name or r.state_type }}</span></td>
       <td class="mono">{{ r.start }}</td><td class="num">{{ r.duration_s|seconds }}</td>
     </tr>
@@ -162,6 +230,13 @@ TEMPLATE = """<!doctype html>
     {% for r in data.records %}<tr class="stage-record" data-stage="{{ r.stage }}"><td>{{ r.stage }}</td><td class="mono">{{ r.done }}</td><td class="mono">{{ r.key[:16] }}</td></tr>{% endfor %}
   </table>
   {% else %}<p class="note">No stage records under .cache/stages.</p>{% endif %}
+  <h3>Rows per split</h3>
+  {% if data.rows %}
+  <table id="rows">
+    <tr><th>data</th><th>modality / pair</th><th>split</th><th class="num">rows</th></tr>
+    {% for r in data.rows %}<tr class="split-rows" data-kind="{{ r.kind }}" data-group="{{ r.group }}" data-split="{{ r.split }}"><td>{{ r.kind }}</td><td>{{ r.group }}</td><td>{{ r.split }}</td><td class="num">{{ '{:,}'.format(r.rows) if r.rows is not none else 'unreadable' }}</td></tr>{% endfor %}
+  </table>
+  {% else %}<p class="note">No data under the data folder yet.</p>{% endif %}
   <h3>World manifests</h3>
   {% if data.manifests %}
   <p>Combined: <code id="world-hash">{{ data.world_hash[:16] }}</code></p>

@@ -1,22 +1,30 @@
 """DeepSpeed checkpoints that can be trusted after a crash, and the export of the trained projection.
 
 Every rank writes its ZeRO shard through `engine.save_checkpoint` (which ends on a barrier); only
-then does rank 0 write `xib_complete.json` listing every file of the tag with its size. A tag
-without that marker, or whose files no longer match it, was torn (a crash while saving, a full
-disk, a copy cut short) and is skipped in favour of the previous complete one, with a message.
+then does rank 0 write `xib_complete.json` listing every file of the tag with its size and sha256,
+signed with the job's key (xib.train.signing). A tag without that marker, or with files missing
+or cut short, was torn (a crash while saving, a full disk, a copy cut short) and is skipped in
+favour of the previous complete one, with a message; a tag whose files or signature do not match
+its marker is refused (XibError) before DeepSpeed opens any of its files. DeepSpeed's files are
+then read with `torch.load(weights_only=True)` (tensors and three DeepSpeed classes allowed), not
+with the unpickler DeepSpeed 0.19.8 uses by default (`weights_only=False`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from xib.errors import XibError
 from xib.io import write_json
+from xib.train import signing
 
 log = logging.getLogger(__name__)
 
@@ -26,14 +34,6 @@ TAG_RE = re.compile(r"^step(\d{8})$")
 
 def tag_for(step: int) -> str:
     return f"step{step:08d}"
-
-
-def _files_of(tag_dir: Path) -> dict[str, int]:
-    return {
-        str(p.relative_to(tag_dir)): p.stat().st_size
-        for p in sorted(tag_dir.rglob("*"))
-        if p.is_file() and p.name != MARKER
-    }
 
 
 def save(
@@ -59,7 +59,8 @@ def save(
         client_state={**(client_state or {}), "step": step},
     )
     if rank == 0:
-        write_json(tag_dir / MARKER, {"step": step, "files": _files_of(tag_dir), **meta})
+        files = signing.manifest(tag_dir, exclude=MARKER)
+        write_json(tag_dir / MARKER, signing.sign({"step": step, "files": files, **meta}))
     if dist.is_initialized():
         dist.barrier()
     return tag_dir
@@ -104,51 +105,128 @@ def recipe_hash(cfg: Any) -> str:
     return digest.hexdigest()[:16]
 
 
-def check(tag_dir: Path, expect: dict[str, Any]) -> str | None:
-    """None when the checkpoint is complete and compatible; otherwise why it is not."""
-    marker = tag_dir / MARKER
-    if not marker.is_file():
-        return "no completion marker (the run stopped while saving it)"
+def expectations(cfg: Any, world: int, features_key: str, llm_fp: str) -> dict[str, Any]:
+    """What a checkpoint must have been saved with to be resumed by this run."""
+    return {
+        "world_size": world,
+        "zero_stage": int(cfg.train.zero_stage),
+        "modality": str(cfg.modality.name),
+        "recipe": recipe_hash(cfg),
+        # the frozen inputs: a checkpoint trained on another encoder's features or another LLM is stale
+        "features": features_key,
+        "llm": llm_fp,
+    }
+
+
+def marker(tag_dir: Path) -> dict[str, Any]:
+    """A tag's completion marker ({} when it has none or it is unreadable)."""
     try:
-        info = json.loads(marker.read_text())
-    except json.JSONDecodeError:
+        info = json.loads((Path(tag_dir) / MARKER).read_text())
+    except (OSError, ValueError):
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+def check(tag_dir: Path, expect: dict[str, Any]) -> str | None:
+    """None when the checkpoint is complete, compatible and this job's; otherwise why it is not
+    loadable (torn or of another run). Raises signing.Tampered for files or a signature that do
+    not match the marker."""
+    info = marker(tag_dir)
+    if not (tag_dir / MARKER).is_file():
+        return "no completion marker (the run stopped while saving it)"
+    if not info:
         return "unreadable completion marker"
-    for name, size in info.get("files", {}).items():
-        path = tag_dir / name
-        if not path.is_file():
-            return f"file {name} is missing"
-        if path.stat().st_size != size:
-            return f"file {name} is {path.stat().st_size} bytes, expected {size} (truncated?)"
     for key, value in expect.items():
         if info.get(key) != value:
             return f"saved with {key}={info.get(key)!r}, this run uses {value!r}"
-    return None
+    signing.verify_signature(info)
+    files = info.get("files")
+    if not isinstance(files, dict):
+        return "its marker lists no files"
+    return signing.verify_files(tag_dir, files, exclude=MARKER)
 
 
 def find_latest(ckpt_dir: Path, expect: dict[str, Any]) -> Found:
-    """The newest complete, compatible checkpoint tag under `ckpt_dir` (None if there is none)."""
+    """The newest complete, compatible checkpoint tag under `ckpt_dir` (None if there is none).
+    A tampered one is refused with an XibError: resuming from an older one would hide it."""
     ckpt_dir = Path(ckpt_dir)
-    tags = sorted(
-        (p for p in ckpt_dir.iterdir() if p.is_dir() and TAG_RE.match(p.name)) if ckpt_dir.is_dir() else [],
-        key=lambda p: p.name,
-        reverse=True,
-    )
     skipped: list[str] = []
-    for tag_dir in tags:
-        problem = check(tag_dir, expect)
+    for tag_dir in _tags(ckpt_dir):
+        try:
+            problem = check(tag_dir, expect)
+        except signing.Tampered as err:
+            raise XibError(
+                f"checkpoint {tag_dir} refused, nothing loaded: {err}; "
+                "delete that folder to resume from an older checkpoint"
+            ) from None
         if problem is None:
             return Found(tag_dir.name, int(TAG_RE.match(tag_dir.name).group(1)), skipped)  # type: ignore[union-attr]
         skipped.append(f"checkpoint {tag_dir} skipped: {problem}")
     return Found(None, 0, skipped)
 
 
+def _tags(ckpt_dir: Path) -> list[Path]:
+    """Checkpoint tag folders, newest first."""
+    if not ckpt_dir.is_dir():
+        return []
+    return sorted((p for p in ckpt_dir.iterdir() if p.is_dir() and TAG_RE.match(p.name)), reverse=True)
+
+
+def load(engine: Any, ckpt_dir: Path, tag: str) -> dict[str, Any]:
+    """Load a tag `find_latest` accepted into `engine`; returns the client state saved with it."""
+    with weights_only(engine):
+        load_path, client = engine.load_checkpoint(str(ckpt_dir), tag=tag, load_module_strict=True)
+    if load_path is None:
+        raise XibError(f"{Path(ckpt_dir) / tag}: DeepSpeed could not load this checkpoint")
+    return dict(client or {})
+
+
+def deepspeed_globals() -> list[Any]:
+    """The classes DeepSpeed's ZeRO optimizer state pickles besides tensors (0.19.8, fp32/bf16)."""
+    from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler, LossScaler
+    from deepspeed.runtime.zero.config import ZeroStageEnum
+    from deepspeed.utils.tensor_fragment import fragment_address
+
+    return [LossScaler, DynamicLossScaler, ZeroStageEnum, fragment_address]
+
+
+@contextlib.contextmanager
+def weights_only(engine: Any) -> Iterator[None]:
+    """While loading, the engine's checkpoint files are read with torch's weights-only unpickler."""
+    import pickle
+
+    import torch
+    from deepspeed.runtime.checkpoint_engine import TorchCheckpointEngine
+
+    checkpoint_engine = engine.checkpoint_engine
+    if type(checkpoint_engine) is not TorchCheckpointEngine:  # another engine: the signature is the guard
+        yield
+        return
+
+    def load(path: str, map_location: Any = None) -> Any:
+        with torch.serialization.safe_globals(deepspeed_globals()):
+            try:
+                return torch.load(path, map_location=map_location, weights_only=True)
+            except pickle.UnpicklingError as err:
+                why = next((x for x in str(err).splitlines() if "Unsupported" in x), "not weights only")
+                raise XibError(f"{path}: refused by the weights-only loader ({why.strip()})") from None
+
+    checkpoint_engine.load = load
+    try:
+        yield
+    finally:
+        del checkpoint_engine.load  # the class's own method again
+
+
 def prune(ckpt_dir: Path, keep: int, expect: dict[str, Any]) -> None:
     """Rank 0: delete complete checkpoints beyond the newest `keep`, and torn ones older than those."""
-    ckpt_dir = Path(ckpt_dir)
-    tags = sorted((p for p in ckpt_dir.iterdir() if p.is_dir() and TAG_RE.match(p.name)), reverse=True)
     kept = 0
-    for tag_dir in tags:
-        if check(tag_dir, expect) is None and kept < max(keep, 1):
+    for tag_dir in _tags(Path(ckpt_dir)):
+        try:
+            problem = check(tag_dir, expect)
+        except signing.Tampered as err:
+            problem = str(err)
+        if problem is None and kept < max(keep, 1):
             kept += 1
             continue
         if kept >= 1:  # never delete anything until a newer complete checkpoint exists

@@ -7,9 +7,11 @@ lines (rank 0 only), which become a progress bar here; every other line is echoe
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +20,7 @@ from typing import Any
 from xib.errors import XibError
 from xib.net import free_port
 from xib.train.config import LAUNCHERS
+from xib.train.lifeline import child_dies_with_me
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -36,7 +39,10 @@ def write_run_config(cfg: Any, modality: str) -> Path:
 
 
 def worker_env(cfg: Any, run_id: str = "", llm_fp: str = "") -> dict[str, str]:
+    from xib.train.lifeline import LAUNCHER_ENV, identity
+
     env = dict(os.environ)
+    env[LAUNCHER_ENV] = identity()  # the workers follow this process and die with it
     threads = str(max(int(cfg.train.threads_per_proc), 1))
     env.update({"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "PYTHONUNBUFFERED": "1"})
     env.setdefault("TORCH_EXTENSIONS_DIR", str(REPO / ".cache" / "torch_extensions"))
@@ -121,7 +127,7 @@ class ProgressView:
             print(text, flush=True)
 
     def line(self, text: str) -> None:
-        from xib.train.worker import PROGRESS_PREFIX
+        from xib.train.loop import PROGRESS_PREFIX
 
         if not text.startswith(PROGRESS_PREFIX):
             self._write(text.rstrip("\n"))
@@ -169,27 +175,72 @@ def run_alignment(cfg: Any, modality: str, quiet: bool = False, track: bool = Tr
         raise XibError(f"modality={modality!r}: expected one of {', '.join(MODALITIES)}")
     if cfg.train.launcher not in LAUNCHERS:
         raise XibError(f"train.launcher={cfg.train.launcher!r}: expected one of {', '.join(LAUNCHERS)}")
-    from xib.train import tracking
+    from xib.train import checkpointing, run_record, tracking
 
     config_path = write_run_config(cfg, modality)
     llm_fp = tracking.weights_fingerprint(cfg.model.llm.path)
+    index_path = Path(cfg.paths.artifacts) / "features" / modality / "train" / "index.json"
+    index = json.loads(index_path.read_text()) if index_path.is_file() else {}
+    expect = workers_expectations(config_path, str(index.get("key", "")), llm_fp)
+    ckpt_dir = Path(cfg.paths.artifacts) / "align" / modality / "ds"
+    # the checkpoint the workers will resume from, verified here first: a tampered one stops the
+    # launch with one line before any worker starts
+    found = checkpointing.find_latest(ckpt_dir, expect if expect is not None else {})
+    resume_tag = found.tag if expect is not None else None
     run_id = ""
     if track:
-        encoder_fp = ""
-        index_path = Path(cfg.paths.artifacts) / "features" / modality / "train" / "index.json"
-        if index_path.is_file():
-            encoder_fp = json.loads(index_path.read_text()).get("encoder_fingerprint", "")
-        run_id = tracking.open_run(cfg, modality, tracking.provenance_tags(cfg, modality, encoder_fp, llm_fp))
-    status = 1
+        tags = tracking.provenance_tags(cfg, modality, index.get("encoder_fingerprint", ""), llm_fp)
+        run_id, continued = run_record.open_or_continue(cfg, modality, tags, ckpt_dir, resume_tag)
+        if continued and not quiet:
+            print(
+                f"align {modality}: continuing MLflow run {run_id} from its checkpoint {resume_tag}",
+                flush=True,
+            )
+    status, final = 1, "FAILED"
     try:
         if cfg.train.launcher == "none":
             status = _run_in_process(config_path, run_id, llm_fp)
         else:
             status = _run_subprocess(cfg, modality, config_path, run_id, quiet, llm_fp)
+        final = "FINISHED" if status == 0 else "FAILED"
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the workers are gone, the run was stopped
+        final = "KILLED"
+        raise
     finally:
         if run_id:
-            tracking.close_run(cfg, run_id, "FINISHED" if status == 0 else "FAILED")
+            tracking.close_run(cfg, run_id, final)
     return status
+
+
+def planned_world_size(cfg: Any) -> int | None:
+    """How many ranks the launch will start (None where only the launcher finds out)."""
+    tc = cfg.train
+    if tc.launcher == "none":
+        return 1
+    if tc.launcher == "torchrun":
+        return int(tc.procs) * int(os.environ.get("XIB_NNODES", "1"))
+    if not tc.hostfile:
+        return int(tc.procs)
+    slots = [
+        int(word.split("=", 1)[1])
+        for line in Path(str(tc.hostfile)).read_text().splitlines()
+        for word in line.split()[1:]
+        if word.startswith("slots=")
+    ]
+    return sum(slots) or None
+
+
+def workers_expectations(config_path: Path, features_key: str, llm_fp: str) -> dict[str, Any] | None:
+    """What the workers will require of a checkpoint to resume it: computed from the very config
+    file they read, so the launcher and the workers agree on which checkpoint continues."""
+    from xib.train import checkpointing
+    from xib.train.worker import load_worker_config
+
+    worker_cfg = load_worker_config(str(config_path), [])
+    world = planned_world_size(worker_cfg)
+    if world is None:
+        return None
+    return checkpointing.expectations(worker_cfg, world, features_key, llm_fp)
 
 
 def _run_in_process(config_path: Path, run_id: str, llm_fp: str) -> int:
@@ -220,22 +271,39 @@ def _run_subprocess(cfg: Any, modality: str, config_path: Path, run_id: str, qui
         stderr=subprocess.STDOUT,
         text=True,
         bufsize=1,
-        start_new_session=True,
+        start_new_session=True,  # Ctrl-C reaches the launcher alone, which then stops the group
+        preexec_fn=child_dies_with_me(),  # noqa: PLW1509 - one prctl call, resolved beforehand
     )
+    previous = _sigterm_interrupts()
     try:
         assert proc.stdout is not None
         for text in proc.stdout:
             view.line(text)
         return proc.wait()
     except KeyboardInterrupt:
-        import signal
-
-        os.killpg(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
         proc.wait()
         raise
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
         view.close()
         remove_shm_buffers(port)
+
+
+def _sigterm_interrupts() -> Any:
+    """SIGTERM (a scheduler cancelling the run) stops the training like Ctrl-C does; returns the
+    handler it replaced (None off the main thread, where signals cannot be handled)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    return signal.signal(signal.SIGTERM, interrupt)
 
 
 def remove_shm_buffers(port: int) -> None:
