@@ -20,7 +20,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("cli", ["xib.cli", "xib.commands", "xib.*.commands", "xib.stages"]),
     ("flows", ["flows", "flows.*"]),
     ("base", ["xib", "xib.errors", "xib.io", "xib.net", "xib.modalities", "xib.hashing", "xib.schedule"]),
-    ("base", ["xib.prompts", "xib.answers", "xib.mlflow_store"]),
+    ("base", ["xib.prompts", "xib.answers", "xib.mlflow_store", "xib.scrub", "xib.transient"]),
     ("config", ["xib.*.config", "xib.models.bootstrap_config", "xib.config", "xib.config_rules"]),
     ("data", ["xib.data", "xib.data.*"]),
     ("models", ["xib.models", "xib.models.*"]),
@@ -29,7 +29,16 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("eval", ["xib.eval", "xib.eval.*"]),
     ("registry", ["xib.registry", "xib.registry.*"]),
     ("serve", ["xib.serve", "xib.serve.*"]),
-    ("pipeline", ["xib.pipeline", "xib.pipeline.*", "xib.dashboard", "xib.dashboard_template"]),
+    (
+        "pipeline",
+        [
+            "xib.pipeline",
+            "xib.pipeline.*",
+            "xib.dashboard",
+            "xib.dashboard_template",
+            "xib.dashboard_training",
+        ],
+    ),
 ]
 ORDER = [
     "base",

@@ -48,10 +48,6 @@ def _iso_ms(ms: int | None) -> str:
 # --- the model registry ------------------------------------------------------------------------
 
 
-def _sqlite_path(uri: str) -> Path | None:
-    return Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else None
-
-
 def _gate_checks(tags: Mapping[str, str]) -> list[dict[str, Any]]:
     """The gate's per-metric reasons (`gate.<rule>.<metric>` tags); failed ones are those the
     refusal summary names."""
@@ -87,7 +83,9 @@ def collect_registry(cfg: Any) -> dict[str, Any]:
         "no_drop": [str(m) for m in cfg.gate.no_drop],
         "compare": [str(m) for m in cfg.gate.compare],
     }
-    db = _sqlite_path(uri)
+    from xib.mlflow_store import sqlite_path
+
+    db = sqlite_path(uri)
     if db is not None and not db.is_file():
         view["note"] = f"No MLflow registry yet: {db} does not exist (`xib gate` registers candidates)."
         return view

@@ -45,11 +45,11 @@ def version_link(ui: str, model: str, version: str) -> str:
 
 def collect_training(cfg: Any) -> dict[str, Any]:
     """The newest alignment run of every modality: status, loss curves, final losses, link."""
-    from xib.dashboard import _sqlite_path
+    from xib.mlflow_store import sqlite_path
 
     uri = str(cfg.infra.mlflow_tracking_uri)
     view: dict[str, Any] = {"modalities": [], "note": None}
-    db = _sqlite_path(uri)
+    db = sqlite_path(uri)
     if db is not None and not db.is_file():
         view["note"] = f"No MLflow store yet at {db}: no alignment run to show (`xib align`)."
         return view
