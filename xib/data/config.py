@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 @dataclass
 class WorldConfig:
     seed: int = 0
+    train_seed: int = 0  # redraws the training items' renders only (0 = as `seed`); val/test stay put
     items_per_modality: int = 2000
     entities_per_kind: int = 40
     splits: dict[str, float] = field(default_factory=lambda: {"train": 0.8, "val": 0.1, "test": 0.1})
@@ -149,7 +150,7 @@ class InstructConfig:
 @dataclass
 class DiscrnConfig:
     seed: int = 3
-    pairs: list[str] = field(default_factory=lambda: ["image_pc", "audio_video"])
+    pairs: list[str] = field(default_factory=lambda: ["image_pc", "audio_video", "image_audio", "image_video", "pc_audio", "pc_video"])
     examples_per_pair: int = 400  # a multiple of 4: labels and modality orders exactly balanced
     candidate_sample: int = 32  # random candidates per anchor, before picking among the most similar
     hard_top_k: int = 4  # the partner is drawn among this many most similar applicable candidates

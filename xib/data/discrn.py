@@ -1,5 +1,9 @@
 """DisCRn: two inputs of different modalities, a question comparing them, answer "first" or "second".
 
+Built for every unordered pair of image, 3D, audio and video (`PAIRS`): the paper's two (image-3D,
+audio-video) and the four it claims but never tests. Every modality's caption names its entity's
+kind (`xib.data.world`), so every comparison question can be answered from either input.
+
 Built from the test split (entities no training example shows) as the paper built it, and the same
 way from the val split (`data.discrn.select_split`): recipes are chosen on that one, so the test
 figures stay unread until the choice is made.
@@ -38,7 +42,17 @@ from xib.errors import DataError, XibError
 from xib.io import write_json
 from xib.prompts import ANSWERS
 
-PAIRS = {"image_pc": ("image", "pc"), "audio_video": ("audio", "video")}
+# Every unordered pair of the four modalities; the paper tests the first two (image-3D on
+# Objaverse, audio-video on AudioCaps). The names follow `xib.data.corpus.parse_pair`, whose
+# comparisons cover every ordered pair, so the demo LLM reads all six alike.
+PAIRS = {
+    "image_pc": ("image", "pc"),
+    "audio_video": ("audio", "video"),
+    "image_audio": ("image", "audio"),
+    "image_video": ("image", "video"),
+    "pc_audio": ("pc", "audio"),
+    "pc_video": ("pc", "video"),
+}
 _WORD = re.compile(r"[a-z0-9]+")
 
 
@@ -388,7 +402,9 @@ def build_discrn(cfg: Any) -> dict[str, dict[str, Any]]:
                 path = str(dcfg.released.get(pair, "") or "")
                 if not path:
                     raise XibError(
-                        f"data.discrn.released.{pair}: path of the released DisCRn JSON file is empty"
+                        f"data.discrn.released.{pair}: path of the released DisCRn JSON file is empty "
+                        "(the X-InstructBLIP release has image_pc and audio_video only: narrow "
+                        "data.discrn.pairs and eval.discrn.pairs to the pairs you have)"
                     )
                 records = read_released(cfg, pair, path)
             write_json(discrn_path(cfg, pair, split), records)

@@ -12,10 +12,11 @@ import random
 from pathlib import Path
 from typing import Any
 
+from xib.data.discrn import PAIRS
+
 KINDS = ("cube", "sphere", "cone", "dog", "cat", "bird", "car")
 COLOURS = ("red", "green", "blue", "yellow", "black", "white")
 SOUNDS = {"dog": "barks", "cat": "meows", "bird": "sings", "car": "runs"}
-PAIRS = {"image_pc": ("image", "pc"), "audio_video": ("audio", "video")}
 
 
 def _caption(modality: str, kind: str, colour: str) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from xib.errors import XibError
+from xib.train.determinism import pinned_env
 
 LAUNCHERS = ("torchrun", "deepspeed", "none")
 REPO = Path(__file__).resolve().parents[2]
@@ -46,6 +47,7 @@ def worker_env(cfg: Any, run_id: str = "", llm_fp: str = "") -> dict[str, str]:
     env = dict(os.environ)
     threads = str(max(int(cfg.train.threads_per_proc), 1))
     env.update({"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "PYTHONUNBUFFERED": "1"})
+    env.update({k: env.get(k, v) for k, v in pinned_env(cfg).items()})
     env.setdefault("TORCH_EXTENSIONS_DIR", str(REPO / ".cache" / "torch_extensions"))
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
