@@ -73,7 +73,7 @@ def test_sweep_runs_every_recipe_of_a_seed_then_resumes(xib_root: Path, monkeypa
     calls: list[tuple[str, tuple[str, ...], Path]] = []
     fail = {"eval"}
     monkeypatch.setattr(xib.commands, "load_commands", lambda: _fake_commands(calls, fail))
-    conf = [*CONF, "eval.seeds.seeds=[1]"]
+    conf = [*CONF, "eval.seeds.seeds=[1]", f"eval.seeds.report={xib_root / 'seeds.md'}"]
     cfg = load_config(conf)
     workdir = Path(cfg.eval.seeds.workdir)
 
@@ -135,7 +135,12 @@ def test_adopted_first_run_is_read_not_rerun(xib_root: Path, monkeypatch, tmp_pa
     (demo / "artifacts/eval/metrics.json").write_text(json.dumps({"discrn/image_pc": 0.97}))
     calls: list[tuple[str, tuple[str, ...], Path]] = []
     monkeypatch.setattr(xib.commands, "load_commands", lambda: _fake_commands(calls, set()))
-    conf = [*CONF, "eval.seeds.seeds=[0]", f"eval.seeds.adopt_first={demo}"]
+    conf = [
+        *CONF,
+        "eval.seeds.seeds=[0]",
+        f"eval.seeds.adopt_first={demo}",
+        f"eval.seeds.report={demo / 's.md'}",
+    ]
     report = run_seeds(load_config(conf), conf, in_process=True)
     assert {r.name for _, _, r in calls} == {"paper_faithful"}
     assert "0: 0.970" in report.read_text() and "taken from finished runs" in report.read_text()
