@@ -187,6 +187,7 @@ def test_released_files_are_converted_and_balanced(xib_root: Path) -> None:
     cfg = load_config(
         [
             "data.discrn.source=released",
+            "data.discrn.pairs=[image_pc,audio_video]",  # the release's two
             f"data.discrn.released.image_pc={release / 'objaverse.json'}",
             f"data.discrn.released.audio_video={release / 'audiocaps.json'}",
             f"data.discrn.media_roots.image={release / 'img'}",
@@ -233,3 +234,27 @@ def test_cli_command_writes_both_pairs(xib_root: Path, capsys) -> None:
     for pair in PAIRS:
         assert f"discrn {pair} val: 8 examples" in out and f"discrn {pair} test: 8 examples" in out
     assert main(["discrn", "data.discrn.examples_per_pair=6"]) == 1
+
+
+def test_every_unordered_pair_and_the_papers_two_are_unchanged_by_the_others(built, xib_root: Path) -> None:
+    import itertools
+
+    assert {tuple(sorted(p)) for p in PAIRS.values()} == {
+        tuple(sorted(p)) for p in itertools.combinations(MODALITIES, 2)
+    }
+    assert list(built.data.discrn.pairs) == list(PAIRS) and list(built.eval.discrn.pairs) == list(PAIRS)
+    six = {pair: discrn_path(built, pair, "test").read_bytes() for pair in PAIRS}
+    two = load_config([f"data.discrn.examples_per_pair={N}", "data.discrn.pairs=[image_pc,audio_video]"])
+    build_discrn(two)  # each pair draws from its own generator: adding pairs moves none of the others
+    assert six["image_pc"] == discrn_path(two, "image_pc", "test").read_bytes()
+    assert six["audio_video"] == discrn_path(two, "audio_video", "test").read_bytes()
+    for pair in PAIRS:  # every pair asks about more than one attribute
+        assert len({r["properties"]["attribute"] for r in _records(built, pair)}) >= 3, pair
+
+
+def test_the_demo_llm_corpus_compares_every_pair_in_both_orders(built) -> None:
+    """The shipped demo LLM was pre-trained on comparisons over every ordered pair: no new pair
+    needs a new corpus (which would re-pre-train it)."""
+    ordered = set(built.data.corpus.comparison_pairs)
+    for m1, m2 in PAIRS.values():
+        assert {f"{m1}_{m2}", f"{m2}_{m1}"} <= ordered

@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 # Lowest first. The first pattern that matches a module names its layer (commands before rooms).
 LAYERS: list[tuple[str, list[str]]] = [
-    ("cli", ["xib.cli", "xib.commands", "xib.*.commands", "xib.stages"]),
+    ("cli", ["xib.cli", "xib.commands", "xib.*.commands", "xib.stages", "xib.pipeline.seeds"]),  # run stages
     ("flows", ["flows", "flows.*"]),
     ("base", ["xib", "xib.errors", "xib.io", "xib.net", "xib.modalities", "xib.hashing", "xib.schedule"]),
     ("base", ["xib.prompts", "xib.answers", "xib.mlflow_store", "xib.scrub", "xib.transient"]),

@@ -78,7 +78,7 @@ def instruct_command(overrides: list[str]) -> int:
 
 @command("discrn")
 def discrn_command(overrides: list[str]) -> int:
-    """DisCRn cross-modal pairs (image_pc, audio_video) with balanced first/second answers."""
+    """DisCRn cross-modal pairs (every pair of image, pc, audio, video) with balanced first/second answers."""
     from xib.data.discrn import build_discrn
 
     cfg = load_config(overrides)

@@ -5,13 +5,24 @@ from dataclasses import dataclass, field
 SPLITS = ("train", "val", "test")
 TASKS = ("caption", "qa", "classify")  # instruction tasks
 GENERATORS = ("templates", "llm")  # instruction QA generators
-PAIRS = {"image_pc": ("image", "pc"), "audio_video": ("audio", "video")}  # DisCRn pairs
+# DisCRn: every unordered pair of the four modalities; the paper tests the first two (image-3D on
+# Objaverse, audio-video on AudioCaps). The names follow `xib.data.corpus.parse_pair`, whose
+# comparisons cover every ordered pair, so the demo LLM reads all six alike.
+PAIRS = {
+    "image_pc": ("image", "pc"),
+    "audio_video": ("audio", "video"),
+    "image_audio": ("image", "audio"),
+    "image_video": ("image", "video"),
+    "pc_audio": ("pc", "audio"),
+    "pc_video": ("pc", "video"),
+}
 INGEST_FORMATS = {"coco": "image", "audiocaps": "audio", "cap3d": "pc", "msrvtt": "video"}
 
 
 @dataclass
 class WorldConfig:
     seed: int = 0
+    train_seed: int = 0  # redraws the training items' renders only (0 = as `seed`); val/test stay put
     items_per_modality: int = 2000
     entities_per_kind: int = 40
     splits: dict[str, float] = field(default_factory=lambda: {"train": 0.8, "val": 0.1, "test": 0.1})
@@ -194,7 +205,7 @@ class InstructConfig:
 @dataclass
 class DiscrnConfig:
     seed: int = 3
-    pairs: list[str] = field(default_factory=lambda: ["image_pc", "audio_video"])
+    pairs: list[str] = field(default_factory=lambda: ["image_pc", "audio_video", "image_audio", "image_video", "pc_audio", "pc_video"])
     examples_per_pair: int = 400  # a multiple of 4: labels and modality orders exactly balanced
     candidate_sample: int = 32  # random candidates per anchor, before picking among the most similar
     hard_top_k: int = 4  # the partner is drawn among this many most similar applicable candidates

@@ -1,5 +1,9 @@
 """DisCRn: two inputs of different modalities, a question comparing them, answer "first" or "second".
 
+Built for every unordered pair of image, 3D, audio and video (`PAIRS`): the paper's two (image-3D,
+audio-video) and the four it claims but never tests. Every modality's caption names its entity's
+kind (`xib.data.world`), so every comparison question can be answered from either input.
+
 Built from the test split (entities no training example shows) as the paper built it, and the same
 way from the val split (`data.discrn.select_split`): recipes are chosen on that one, so the test
 figures stay unread until the choice is made.

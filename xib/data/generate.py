@@ -61,8 +61,10 @@ def plan_items(entities: list[Entity], modality: str, count: int, seed: int) -> 
     return items
 
 
-def item_rng(seed: int, modality: str, index: int) -> np.random.Generator:
-    return np.random.default_rng([int(seed), 13, MODALITIES.index(modality), int(index)])
+def item_rng(seed: int, modality: str, index: int, salt: int = 0) -> np.random.Generator:
+    # `salt` (data.world.train_seed, training items only) redraws renders without moving any split
+    key = [int(seed), 13, MODALITIES.index(modality), int(index)]
+    return np.random.default_rng(key + [int(salt)] if salt else key)
 
 
 def media_meta(modality: str, world: Any) -> dict[str, Any]:
@@ -87,7 +89,8 @@ def render_item(item: PlannedItem, world: Any, seed: int) -> bytes:
     from xib.data import media
     from xib.data.render import render
 
-    array = render(item.kind, item.modality, item_rng(seed, item.modality, item.index), world)
+    salt = int(world.train_seed) if item.split == "train" else 0
+    array = render(item.kind, item.modality, item_rng(seed, item.modality, item.index, salt), world)
     return media.encode(item.modality, array, sample_rate=world.sample_rate, fps=world.video_fps)
 
 

@@ -34,6 +34,11 @@ COLUMNS = (
     "discrn/audio_video/logits",
     "baseline/oracle_caption/image_pc",
     "baseline/oracle_caption/audio_video",
+    # the four pairs the paper does not test
+    "discrn/image_audio",
+    "discrn/image_video",
+    "discrn/pc_audio",
+    "discrn/pc_video",
 )
 
 

@@ -1,4 +1,4 @@
-"""`xib` commands of the eval room: `eval` and `ablate`."""
+"""`xib` commands of the eval room: `eval`, `ablate` and `seeds`."""
 
 from __future__ import annotations
 
@@ -25,6 +25,20 @@ def eval_command(overrides: list[str]) -> int:
     for name, value in sorted(metrics.items()):
         table.add_row(name, f"{value:.4f}")
     Console().print(table)
+    return 0
+
+
+@command("seeds")
+def seeds_command(overrides: list[str]) -> int:
+    """The whole pipeline on every seed of eval.seeds, default beside paper-faithful; resumable."""
+    import logging
+
+    from xib.pipeline.seeds import run_seeds
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    cfg = load_config(overrides)
+    report = run_seeds(cfg, overrides)
+    print(f"wrote {report}")
     return 0
 
 

@@ -7,7 +7,16 @@ from dataclasses import dataclass, field
 class DiscrnEvalConfig:
     """How generated DisCRn answers are read: synonyms of "first" and "second" and modality names."""
 
-    pairs: list[str] = field(default_factory=lambda: ["image_pc", "audio_video"])
+    pairs: list[str] = field(
+        default_factory=lambda: [
+            "image_pc",
+            "audio_video",
+            "image_audio",
+            "image_video",
+            "pc_audio",
+            "pc_video",
+        ]
+    )
     # 0 = every item. DisCRn scores each input order on its own: at 200 items a pair (about 100 an
     # order) one standard error is 0.03, at 400 it is 0.02.
     max_items: int = 0
@@ -32,6 +41,23 @@ class AblationConfig:
     modalities: list[str] = field(default_factory=lambda: ["image", "pc", "audio", "video"])
     report: str = "benchmarks/ablations.md"
     workdir: str = "${paths.artifacts}/ablations"
+
+
+@dataclass
+class SeedsConfig:
+    """`xib seeds`: the whole pipeline per seed and recipe (xib/pipeline/seeds.py)."""
+
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    # Set to each seed; none of them moves the val/test splits or the DisCRn and instruction files.
+    seed_keys: list[str] = field(
+        default_factory=lambda: ["seed", "model.encoder_pretrain.seed", "data.world.train_seed"]
+    )
+    recipes: dict[str, list[str]] = field(default_factory=lambda: {"default": []})  # first: the shared stages
+    # A finished project root (e.g. `make demo`'s) that IS the first seed's first recipe: its
+    # metrics are read and its data and caches linked; nothing is rerun there ("" = run it).
+    adopt_first: str = ""
+    report: str = "benchmarks/seeds.md"
+    workdir: str = "${paths.artifacts}/seeds"
 
 
 @dataclass
@@ -60,3 +86,4 @@ class EvalConfig:
     mlflow_run_id: str = ""  # log metrics and plots to this MLflow run when set
     threads: int = 2
     ablate: AblationConfig = field(default_factory=AblationConfig)
+    seeds: SeedsConfig = field(default_factory=SeedsConfig)

@@ -45,6 +45,17 @@ def per_modality(metrics: Mapping[str, float], path: Path) -> Path | None:
     return path
 
 
+def _grid(plt: Any, panels: int, width: float, height: float, columns: int = 3) -> tuple[Any, list[Any]]:
+    """One panel per pair, at most `columns` a row (six pairs: two rows of three); spare axes hidden."""
+    cols = min(panels, columns)
+    rows = -(-panels // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    flat = [ax for row in axes for ax in row]
+    for ax in flat[panels:]:
+        ax.set_visible(False)
+    return fig, flat[:panels]
+
+
 def discrn_confusion(details: Mapping[str, Any], pairs: list[str], path: Path) -> Path | None:
     """Per pair, a heatmap of question attribute x (truth -> prediction) for generated answers."""
     found = [p for p in pairs if f"discrn/{p}" in details]
@@ -52,8 +63,8 @@ def discrn_confusion(details: Mapping[str, Any], pairs: list[str], path: Path) -
         return None
     plt = _pyplot()
     cols = ["first->first", "first->second", "first->none", "second->first", "second->second", "second->none"]
-    fig, axes = plt.subplots(1, len(found), figsize=(6.2 * len(found), 3.8), squeeze=False)
-    for ax, pair in zip(axes[0], found):
+    fig, axes = _grid(plt, len(found), 6.2, 3.8)
+    for ax, pair in zip(axes, found):
         confusion = details[f"discrn/{pair}"]["confusion"]
         rows = sorted(confusion)
         grid = [[confusion[r].get(c, 0) for c in cols] for r in rows]
@@ -78,8 +89,8 @@ def baselines(metrics: Mapping[str, float], pairs: list[str], path: Path) -> Pat
     if not found:
         return None
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(found), figsize=(5.5 * len(found), 3.8), squeeze=False)
-    for ax, pair in zip(axes[0], found):
+    fig, axes = _grid(plt, len(found), 5.5, 3.8)
+    for ax, pair in zip(axes, found):
         entries = {
             "model": metrics.get(f"discrn/{pair}"),
             "model (logits)": metrics.get(f"discrn/{pair}/logits"),

@@ -46,10 +46,10 @@ def build_runner(cfg: Any, checkpoints: dict[str, Path], batch_size: int | None 
 
     from xib.models.checkpoint import compose_model
     from xib.runtime.runner import Runner
+    from xib.train import determinism
     from xib.train.features import cache_dir
 
-    if int(cfg.eval.threads) > 0:
-        torch.set_num_threads(int(cfg.eval.threads))
+    determinism.apply(cfg, int(cfg.eval.threads) if int(cfg.eval.threads) > 0 else torch.get_num_threads())
     model = compose_model(cfg.model, checkpoints)
     model.eval()
     feature_dirs = {m: cache_dir(cfg, m, str(cfg.eval.split)) for m in checkpoints}

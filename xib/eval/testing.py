@@ -17,6 +17,7 @@ from xib.data.config import PAIRS
 if TYPE_CHECKING:
     from xib.config import XibConfig
 
+
 KINDS = ("cube", "sphere", "cone", "dog", "cat", "bird", "car")
 COLOURS = ("red", "green", "blue", "yellow", "black", "white")
 SOUNDS = {"dog": "barks", "cat": "meows", "bird": "sings", "car": "runs"}

@@ -7,6 +7,7 @@ import sys
 
 from xib.commands import command
 from xib.config import load_config
+from xib.train import determinism
 
 
 @command("bootstrap")
@@ -15,6 +16,7 @@ def bootstrap(overrides: list[str]) -> int:
     from xib.models.bootstrap_llm import bootstrap_llm
 
     cfg = load_config(overrides)
+    determinism.apply(cfg, cfg.model.encoder_pretrain.threads)
     report = bootstrap_llm(cfg)
     ceiling = report.get("ceiling") or {}
     print(

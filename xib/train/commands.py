@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from xib.commands import command
+from xib.train import determinism
 
 
 @command("features")
@@ -15,6 +16,7 @@ def features(overrides: list[str]) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     cfg = load_config(overrides)
+    determinism.apply(cfg, cfg.train.determinism.feature_threads)
     for split, path in build_all(cfg, cfg.modality.name).items():
         print(f"features {cfg.modality.name}/{split}: {path}")
     return 0

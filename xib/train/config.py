@@ -23,6 +23,17 @@ class AnchorConfig:
 
 
 @dataclass
+class DeterminismConfig:
+    """What `xib.train.determinism` pins so figures do not depend on the machine ("" = unpinned)."""
+
+    algorithms: bool = True  # torch.use_deterministic_algorithms (warn-only)
+    cpu_capability: str = "avx2"  # ATEN_CPU_CAPABILITY: default | avx2 | avx512
+    mkl_cbwr: str = "AVX2"  # MKL_CBWR: MKL's code path (COMPATIBLE, SSE4_2, AVX2, ...)
+    onednn_max_cpu_isa: str = "AVX2"  # ONEDNN_MAX_CPU_ISA
+    feature_threads: int = 2  # torch threads of `xib features` (the other stages set their own)
+
+
+@dataclass
 class TrainConfig:
     steps: int = 2000
     steps_by_modality: dict[str, int] = field(default_factory=dict)  # overrides `steps` for those named
@@ -54,3 +65,4 @@ class TrainConfig:
     feature_shard_items: int = 512  # items per safetensors feature shard
     feature_dtype: str = "float32"  # float32 | float16 | bfloat16 (storage dtype of cached features)
     anchor: AnchorConfig = field(default_factory=AnchorConfig)
+    determinism: DeterminismConfig = field(default_factory=DeterminismConfig)

@@ -20,6 +20,7 @@ from typing import Any
 from xib.errors import XibError
 from xib.net import free_port
 from xib.train.config import LAUNCHERS
+from xib.train.determinism import pinned_env
 from xib.train.lifeline import child_dies_with_me
 
 REPO = Path(__file__).resolve().parents[2]
@@ -45,6 +46,7 @@ def worker_env(cfg: Any, run_id: str = "", llm_fp: str = "") -> dict[str, str]:
     env[LAUNCHER_ENV] = identity()  # the workers follow this process and die with it
     threads = str(max(int(cfg.train.threads_per_proc), 1))
     env.update({"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "PYTHONUNBUFFERED": "1"})
+    env.update({k: env.get(k, v) for k, v in pinned_env(cfg).items()})
     env.setdefault("TORCH_EXTENSIONS_DIR", str(REPO / ".cache" / "torch_extensions"))
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")

@@ -14,6 +14,7 @@ import sys
 from typing import Any
 
 from xib.errors import XibError
+from xib.train import determinism
 
 
 def parse_args(argv: list[str]) -> tuple[str, list[str]]:
@@ -60,10 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     config_path, overrides = parse_args(list(sys.argv[1:] if argv is None else argv))
     cfg = load_worker_config(config_path, overrides)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    import torch
     import torch.distributed as dist
 
-    torch.set_num_threads(max(int(cfg.train.threads_per_proc), 1))
+    determinism.apply(cfg, cfg.train.threads_per_proc)
     owns_group = not dist.is_initialized()
     rank, world, local_rank = setup_distributed(cfg.train.backend)
     try:
