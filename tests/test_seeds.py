@@ -161,16 +161,12 @@ def test_summary_and_rows() -> None:
 
 
 def test_train_seed_redraws_training_renders_only() -> None:
-    from types import SimpleNamespace
-
-    from omegaconf import OmegaConf
-
     from xib.data.generate import PlannedItem, render_item
 
     def render(split: str, train_seed: int) -> bytes:
-        world = OmegaConf.to_container(load_config([f"data.world.train_seed={train_seed}"]).data.world)
+        world = load_config([f"data.world.train_seed={train_seed}"]).data.world
         item = PlannedItem("image-000007", 7, "image", "dog-0001", "dog", split)
-        return render_item(item, SimpleNamespace(**world), 0)
+        return render_item(item, world, 0)
 
     assert render("test", 0) == render("test", 5) and render("val", 0) == render("val", 5)
     assert render("train", 0) != render("train", 5)

@@ -71,6 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if owns_group and dist.is_initialized():
             dist.destroy_process_group()
+            # DeepSpeed caches a clone of the world group; a later in-process run (tests, notebooks)
+            # would broadcast over the destroyed one ("Group ... is not registered").
+            from deepspeed.utils import groups
+
+            groups._WORLD_GROUP = None
 
 
 def train(cfg: Any, rank: int, world: int, local_rank: int) -> int:
