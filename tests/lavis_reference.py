@@ -32,6 +32,7 @@ def lavis_dir() -> Path:
 
 def _module(name: str, **attrs: Any) -> types.ModuleType:
     module = types.ModuleType(name)
+    module.__spec__ = importlib.machinery.ModuleSpec(name, None)  # find_spec() on it must not fail
     module.__dict__.update(attrs)
     return module
 

@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 class LLMConfig:
     path: str = "${paths.artifacts}/bootstrap/llm"  # a save_pretrained directory (model + tokenizer)
     dtype: str = "float32"
+    # Special tokens set on the tokenizer after loading, as the reference does for Vicuna v1.1
+    # (LAVIS: pad `[PAD]` added, bos/eos/unk `</s>`); a token new to the vocabulary gets a zero row.
+    special_tokens: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

@@ -117,9 +117,18 @@ def release_projection_config(
         tokens = int(state["to_tokens.weight"].shape[0]) // width
         config = replace(base, kind="linear", num_query_tokens=tokens, linear_hidden=width)
         return config, encoder_dim, llm_hidden
-    for needed in ("query_tokens", "qformer.embeddings.word_embeddings.weight"):
+    for needed in (
+        "query_tokens",
+        "qformer.embeddings.word_embeddings.weight",
+        "qformer.embeddings.layernorm.weight",
+    ):
         if needed not in state:
             raise XibError(f"{where}: missing key {needed!r}")
+    hidden = int(state["qformer.embeddings.layernorm.weight"].shape[0])
+    if state["query_tokens"].dim() != 3 or state["query_tokens"].shape[2] != hidden:
+        raise XibError(
+            f"{where}: query_tokens {tuple(state['query_tokens'].shape)} do not match the Q-Former's width {hidden}"
+        )
     layers = sorted(
         {int(x.group(1)) for k in state if (x := re.match(r"qformer\.encoder\.layer\.(\d+)\.", k))}
     )
@@ -131,7 +140,7 @@ def release_projection_config(
         base,
         kind="qformer",
         num_query_tokens=int(state["query_tokens"].shape[1]),
-        qformer_hidden=int(state["query_tokens"].shape[2]),
+        qformer_hidden=hidden,
         qformer_layers=len(layers),
         qformer_intermediate=int(state["qformer.encoder.layer.0.intermediate_query.dense.weight"].shape[0]),
         cross_attention_frequency=frequency,
