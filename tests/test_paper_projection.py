@@ -271,11 +271,49 @@ def test_linear_variant_and_nocue_checkpoints_convert(tmp_path: Path) -> None:
     torch.save({"model": state}, tmp_path / "pc_linear_nocue.pth")
     report = convert_release(tmp_path / "pc_linear_nocue.pth", "pc", ProjectionConfig(), tmp_path / "pc")
     assert report["kind"] == "linear" and not report["trained_with_cue"]
+    # the command: same result where it is told to write, and a one-line refusal for a wrong modality
+    from xib.cli import main
+
+    assert (
+        main(
+            [
+                "convert",
+                "lavis",
+                str(tmp_path / "pc_linear_nocue.pth"),
+                "modality=pc",
+                f"out={tmp_path / 'cli'}",
+            ]
+        )
+        == 0
+    )
+    cli_weights, direct = (
+        load_projection(tmp_path / "cli")[0].state_dict(),
+        projection_weights(tmp_path / "pc"),
+    )
+    assert cli_weights.keys() == direct.keys() and all(torch.equal(cli_weights[k], direct[k]) for k in direct)
+    assert (
+        main(
+            [
+                "convert",
+                "lavis",
+                str(tmp_path / "pc_linear_nocue.pth"),
+                "modality=audio",
+                f"out={tmp_path / 'x'}",
+            ]
+        )
+        == 1
+    )
     projection, info = load_projection(tmp_path / "pc")
     assert info["provenance"]["source"]["trained_with_cue"] is False
     features = torch.randn(3, 5, D_ENC)
     expected = llm_proj(proj(ln(features).mean(1, keepdim=True)).reshape(3, K, -1))  # LAVIS's linear path
     torch.testing.assert_close(projection(features, torch.ones(3, 5, dtype=torch.bool)), expected)
+
+
+def projection_weights(directory: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(directory / "projection.safetensors"))
 
 
 def test_release_refused_with_the_keys_named(release, tmp_path: Path) -> None:
