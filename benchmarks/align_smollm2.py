@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO))
 
-BASE = ["model=smollm2", "data.world.items_per_modality=400", "train.steps_by_modality={}"]
+BASE = ["model=smollm2", "data.world.items_per_modality=400"]
 
 
 def smollm2_stages(source: Path, steps: int, stages: list[int], modality: str) -> dict:
@@ -46,6 +46,8 @@ def smollm2_stages(source: Path, steps: int, stages: list[int], modality: str) -
                 + [
                     f"train.zero_stage={stage}",
                     f"train.steps={steps}",
+                    f"train.steps_by_modality.{modality}={steps}",  # the demo's table names image
+                    "train.micro_batch_size=4",
                     "train.log_every=1",
                     "train.eval_every=0",
                     f"train.checkpoint_every={steps}",
