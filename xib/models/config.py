@@ -7,13 +7,16 @@ from dataclasses import dataclass, field
 
 LLM_DTYPES = ("float32", "bfloat16", "float16")
 PROJECTION_KINDS = ("qformer", "linear")
-ENCODER_FAMILIES = ("clip_vision", "blip2_vision", "ast", "pointbert")
+ENCODER_FAMILIES = ("clip_vision", "blip2_vision", "ast", "pointbert", "beats")
 
 
 @dataclass
 class LLMConfig:
     path: str = "${paths.artifacts}/bootstrap/llm"  # a save_pretrained directory (model + tokenizer)
     dtype: str = "float32"
+    # Special tokens set on the tokenizer after loading, as the reference does for Vicuna v1.1
+    # (LAVIS: pad `[PAD]` added, bos/eos/unk `</s>`); a token new to the vocabulary gets a zero row.
+    special_tokens: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

@@ -123,6 +123,22 @@ class PromptBatch:
         return int(self.input_ids.shape[0])
 
 
+def merge_text(segments: Sequence[Segment]) -> list[Segment]:
+    """Adjacent text segments joined and empty ones dropped: text between two inputs is tokenized in
+    one piece, as the reference tokenizes `prompt + postfix` (a subword tokenizer splits differently
+    at a seam)."""
+    merged: list[Segment] = []
+    for segment in segments:
+        if isinstance(segment, str):
+            if not segment:
+                continue
+            if merged and isinstance(merged[-1], str):
+                merged[-1] = merged[-1] + segment
+                continue
+        merged.append(segment)
+    return merged
+
+
 class PromptPacker:
     """Tokenizes and pads examples; picklable (no model weights), so it can be a DataLoader collate_fn.
 
@@ -217,9 +233,7 @@ class PromptPacker:
         placed: list[tuple[int, int, MediaInput]] = []  # (row, start, input)
         for row, (prompt, answer) in enumerate(examples):
             ids = list(self.start_ids)
-            segments: list[Segment] = [
-                s for s in (self.head, *prompt, self.tail) if not isinstance(s, str) or s
-            ]
+            segments = merge_text([self.head, *prompt, self.tail])
             for segment in segments:
                 if isinstance(segment, str):
                     ids += self.text_ids(segment)

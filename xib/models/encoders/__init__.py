@@ -5,6 +5,7 @@
 - `blip2_vision` transformers Blip2VisionModel: the EVA ViT-g/14 tower BLIP-2/InstructBLIP ship
 - `ast`          transformers ASTModel on kaldi-style log-mel fbank computed in torch (audio segments)
 - `pointbert`    a pure-PyTorch PointBERT (FPS + kNN patches, mini-PointNet, transformer; CLS first)
+- `beats`        a pure-PyTorch port of BEATs (the paper's audio encoder) on kaldi fbank, 512-frame segments
 
 Every encoder is frozen (no parameter requires grad, eval mode) unless `unfreeze()` is called by
 the brief pre-training in `xib.models.encoder_pretrain`. `preprocess` turns a list of decoded media
@@ -68,13 +69,16 @@ def torch_dtype(name: str) -> torch.dtype:
     return dtype
 
 
-def saved_model_dir(path: str) -> Path | None:
-    """The directory to load from, or None when `path` is empty or missing (build from `arch`)."""
+def saved_model_dir(path: str, accepts_file: bool = False) -> Path | None:
+    """The directory (or, for families that read one, the checkpoint file) to load from, or None
+    when `path` is empty or missing (build from `arch`)."""
     if not path:
         return None
     directory = Path(path)
     if not directory.exists():
         return None
+    if accepts_file and directory.is_file():
+        return directory
     if not (directory / "config.json").is_file():
         raise XibError(
             f"{directory}: encoder directory has no config.json (expected a save_pretrained folder)"
@@ -89,6 +93,8 @@ class FrozenEncoder(nn.Module):
     family: ClassVar[str] = ""
     # Bump when a change to preprocessing code changes the features of the same media.
     preprocess_version: ClassVar[str] = "1"
+    # True: `path` may also name a checkpoint file in the family's official layout (BEATs' .pt).
+    accepts_file: ClassVar[bool] = False
 
     def __init__(self, modality: str, cfg: EncoderConfig) -> None:
         super().__init__()
@@ -98,7 +104,7 @@ class FrozenEncoder(nn.Module):
         if self.views < 1:
             raise XibError(f"encoder for {modality}: views must be >= 1, got {self.views}")
         self.dtype = torch_dtype(cfg.dtype)
-        self.loaded_from: Path | None = saved_model_dir(cfg.path)
+        self.loaded_from: Path | None = saved_model_dir(cfg.path, self.accepts_file)
         if cfg.path and self.loaded_from is None:
             log.warning(
                 "%s encoder: %s does not exist; building %s from arch (random init)",
@@ -228,6 +234,17 @@ class HFBackboneEncoder(FrozenEncoder):
         self.backbone.save_pretrained(str(directory))
 
 
+def output_width(enc_cfg: Any) -> int:
+    """The width D of the tokens an encoder config gives, read from its `arch` (nothing is built)."""
+    cfg = encoder_config(enc_cfg)
+    arch = dict(cfg.arch)
+    if cfg.family == "beats":
+        return int(arch.get("encoder_embed_dim", 768))
+    if cfg.family == "pointbert":
+        return int(arch.get("global_dim") or arch["hidden_size"])
+    return int(arch["hidden_size"])
+
+
 def build_encoder(modality: str, enc_cfg: Any) -> FrozenEncoder:
     """The frozen encoder `enc_cfg` describes (loaded from `path` when it exists, else built from `arch`)."""
     cfg = encoder_config(enc_cfg)
@@ -243,9 +260,13 @@ def build_encoder(modality: str, enc_cfg: Any) -> FrozenEncoder:
         from xib.models.encoders.pointbert import PointBERTEncoder
 
         cls = PointBERTEncoder
+    elif cfg.family == "beats":
+        from xib.models.encoders.beats import BEATsEncoder
+
+        cls = BEATsEncoder
     else:
         raise XibError(f"unknown encoder family {cfg.family!r} for {modality}; expected one of {FAMILIES}")
     return cls(modality, cfg)
 
 
-__all__ = ["FAMILIES", "EncoderOutput", "FrozenEncoder", "build_encoder", "encoder_config"]
+__all__ = ["FAMILIES", "EncoderOutput", "FrozenEncoder", "build_encoder", "encoder_config", "output_width"]

@@ -41,8 +41,12 @@ def segment_starts(total: int, length: int, views: int) -> np.ndarray:
     return np.linspace(0, max(total - length, 0), views).round().astype(np.int64)
 
 
-def kaldi_fbank(segments: torch.Tensor, mel_filters: torch.Tensor, sample_rate: int) -> torch.Tensor:
-    """[S, L] waveforms -> [S, frames, mel] log-mel filterbank (kaldi conventions, snip_edges)."""
+def kaldi_fbank(
+    segments: torch.Tensor, mel_filters: torch.Tensor, sample_rate: int, window: str = "hann"
+) -> torch.Tensor:
+    """[S, L] waveforms -> [S, frames, mel] log-mel filterbank (kaldi conventions, snip_edges).
+
+    `window`: "hann" (AST's) or "povey" (kaldi's default, Hann to the power 0.85: BEATs')."""
     frame = round(FRAME_LENGTH_S * sample_rate)
     shift = round(FRAME_SHIFT_S * sample_rate)
     if segments.shape[-1] < frame:
@@ -51,9 +55,13 @@ def kaldi_fbank(segments: torch.Tensor, mel_filters: torch.Tensor, sample_rate: 
     frames = frames - frames.mean(dim=-1, keepdim=True)
     previous = torch.cat([frames[..., :1], frames[..., :-1]], dim=-1)
     frames = frames - PREEMPHASIS * previous
-    window = torch.hann_window(frame, periodic=False, dtype=frames.dtype)
+    if window not in ("hann", "povey"):
+        raise ValueError(f"fbank window {window!r}: expected hann or povey")
+    taper = torch.hann_window(frame, periodic=False, dtype=frames.dtype)
+    if window == "povey":
+        taper = taper.pow(0.85)
     n_fft = 1 << (frame - 1).bit_length()
-    power = torch.fft.rfft(frames * window, n=n_fft).abs().pow(2)  # [S, F, n_fft/2+1]
+    power = torch.fft.rfft(frames * taper, n=n_fft).abs().pow(2)  # [S, F, n_fft/2+1]
     return torch.log(torch.clamp(power @ mel_filters, min=MEL_FLOOR))
 
 

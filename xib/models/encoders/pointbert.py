@@ -37,6 +37,11 @@ class PointBERTConfig:
     sample_points: int = 8192
     pointnet_dim: int = 128  # mini-PointNet widths: d, 2d | 4d, 4d -> hidden
     layer_norm_eps: float = 1e-6
+    # ULIP PointBERT: the mini-PointNet ends at `encoder_dims`, then a Linear to hidden (0 = no such step)
+    encoder_dims: int = 0
+    # ULIP-2's 3D embedding, what X-InstructBLIP's 3D Q-Former reads: one token,
+    # concat(cls, max over patch tokens) @ pc_projection [2 * hidden, global_dim] (0 = every token instead)
+    global_dim: int = 0
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "pointbert arch") -> PointBERTConfig:
@@ -114,7 +119,9 @@ class PointBERT(nn.Module):
             raise XibError(
                 f"pointbert hidden_size {d} is not divisible by {config.num_attention_heads} heads"
             )
-        self.patch_embed = MiniPointNet(config.pointnet_dim, d)
+        self.patch_embed = MiniPointNet(config.pointnet_dim, config.encoder_dims or d)
+        if config.encoder_dims:
+            self.reduce_dim = nn.Linear(config.encoder_dims, d)
         self.pos_embed = nn.Sequential(nn.Linear(3, 128), nn.GELU(), nn.Linear(128, d))
         self.cls_token = nn.Parameter(torch.zeros(1, 1, d))
         self.cls_pos = nn.Parameter(torch.randn(1, 1, d) * 0.02)
@@ -133,18 +140,31 @@ class PointBERT(nn.Module):
         )
         self.norm = nn.LayerNorm(d, eps=config.layer_norm_eps)
         nn.init.trunc_normal_(self.cls_token, std=0.02)
+        if config.global_dim:
+            self.pc_projection = nn.Parameter(torch.randn(2 * d, config.global_dim) * config.global_dim**-0.5)
+
+    @property
+    def output_dim(self) -> int:
+        return self.config.global_dim or self.config.hidden_size
 
     def forward(self, xyz: torch.Tensor, output_hidden_states: bool = False) -> tuple[torch.Tensor, list]:
-        """[B, P, 3] -> (tokens [B, 1 + G, D] after the final norm, hidden states per block input)."""
+        """[B, P, 3] -> (tokens [B, 1 + G, D] after the final norm, or the global token [B, 1, global_dim];
+        hidden states per block input)."""
         patches, centres = group_points(xyz, self.config.num_groups, self.config.group_size)
         b = xyz.shape[0]
-        x = torch.cat([self.cls_token.expand(b, -1, -1), self.patch_embed(patches)], dim=1)
+        embedded = self.patch_embed(patches)
+        if self.config.encoder_dims:
+            embedded = self.reduce_dim(embedded)
+        x = torch.cat([self.cls_token.expand(b, -1, -1), embedded], dim=1)
         pos = torch.cat([self.cls_pos.expand(b, -1, -1), self.pos_embed(centres)], dim=1)
         hidden = [x]
         for block in self.blocks:
             x = block(x + pos)
             hidden.append(x)
-        return self.norm(x), (hidden if output_hidden_states else [])
+        x = self.norm(x)
+        if self.config.global_dim:
+            x = (torch.cat([x[:, 0], x[:, 1:].max(dim=1).values], dim=-1) @ self.pc_projection).unsqueeze(1)
+        return x, (hidden if output_hidden_states else [])
 
     def save_pretrained(self, directory: str | Path) -> None:
         from safetensors.torch import save_file
@@ -209,10 +229,12 @@ class PointBERTEncoder(FrozenEncoder):
         return PointBERT(PointBERTConfig.from_dict(dict(self.cfg.arch)))
 
     def backbone_hidden_size(self) -> int:
-        return int(self.backbone.config.hidden_size)
+        return int(self.backbone.output_dim)
 
     def backbone_config(self) -> dict[str, Any]:
-        return asdict(self.backbone.config)
+        config = asdict(self.backbone.config)
+        # settings added later keep their defaults out of the fingerprint of models saved before them
+        return {k: v for k, v in config.items() if not (k in ("encoder_dims", "global_dim") and v == 0)}
 
     def save_backbone(self, directory: Path) -> None:
         self.backbone.save_pretrained(directory)
