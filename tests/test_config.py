@@ -31,7 +31,7 @@ def test_overrides_select_groups_and_values(xib_root):
         (["train.steps=many"], "train.steps"),
         (["train.step=5"], "did you mean 'train.steps'?"),
         (["trian.steps=5"], "did you mean 'train.steps'?"),
-        (["model=vicuna8b"], "unknown model option 'vicuna8b'; choices: demo, vicuna13b, vicuna7b"),
+        (["model=vicuna8b"], "unknown model option 'vicuna8b'; choices: demo, smollm2, vicuna13b, vicuna7b"),
         (["train.steps=-5"], "train.steps=-5: must be >= 1"),
         (["modality.name=smell"], "modality.name='smell': must be one of image, pc, audio, video"),
         (["train.steps_by_modality.image=-1"], "train.steps_by_modality.image=-1: must be >= 1"),
@@ -58,7 +58,7 @@ def test_bad_config_is_one_config_error_line(xib_root, overrides, message):
     ("argv", "expected"),
     [
         (["config", "train.step=5"], "did you mean 'train.steps'?"),
-        (["config", "model=vicuna8b"], "choices: demo, vicuna13b, vicuna7b"),
+        (["config", "model=vicuna8b"], "choices: demo, smollm2, vicuna13b, vicuna7b"),
         (["align", "train.steps=-1"], "train.steps=-1: must be >= 1"),
         (["features", "modality=smell"], "unknown modality option 'smell'; choices: audio, image, pc, video"),
         (["no-such-command"], "unknown command"),
