@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from xib.errors import XibError
+from xib.models.state_dicts import check_state_dict
 
 EVA_G_LAYERS = 39  # LAVIS's create_eva_vit_g: depth=39 of the checkpoint's 40 blocks
 EVA_G_HEADS = 16  # 1408 // 88
@@ -109,17 +110,7 @@ def blip2_vision_from_eva(
 
     mapped, config = eva_to_blip2_vision(state, where, layers, heads)
     model = Blip2VisionModel(Blip2VisionConfig(**config))
-    own = model.state_dict()
-    missing, extra = sorted(set(own) - set(mapped)), sorted(set(mapped) - set(own))
-    if missing or extra:
-        raise XibError(f"{where}: missing EVA weights for {missing[:10]}; unexpected {extra[:10]}")
-    wrong = [
-        f"{k} {tuple(mapped[k].shape)} vs {tuple(own[k].shape)}"
-        for k in own
-        if mapped[k].shape != own[k].shape
-    ]
-    if wrong:
-        raise XibError(f"{where}: shapes disagree: {'; '.join(wrong[:5])}")
+    check_state_dict(model.state_dict(), mapped, where, "EVA")
     model.load_state_dict(mapped)
     return model.eval()
 

@@ -32,6 +32,7 @@ import torch
 from xib.errors import XibError
 from xib.models.config import ProjectionConfig
 from xib.models.projectors import Projection, build_projection
+from xib.models.state_dicts import check_state_dict
 
 MODALITIES = ("image", "pc", "audio", "video")
 # Saved by BERT beside the weights; not a weight.
@@ -159,19 +160,7 @@ def projection_from_release(
     kind, mapped = map_release_keys(release_state_dict(checkpoint, where), modality, where)
     config, encoder_dim, llm_hidden = release_projection_config(kind, mapped, base, where)
     projection = build_projection(config, encoder_dim, llm_hidden)
-    own = projection.state_dict()
-    missing, extra = sorted(set(own) - set(mapped)), sorted(set(mapped) - set(own))
-    if missing or extra:
-        raise XibError(
-            f"{where}: missing keys {missing[:10]}; keys with no place in the projection {extra[:10]}"
-        )
-    wrong = [
-        f"{k} {tuple(mapped[k].shape)} vs {tuple(own[k].shape)}"
-        for k in own
-        if mapped[k].shape != own[k].shape
-    ]
-    if wrong:
-        raise XibError(f"{where}: wrong shapes: {'; '.join(wrong[:5])}")
+    check_state_dict(projection.state_dict(), mapped, where, "projection")
     projection.load_state_dict({k: v.float() for k, v in mapped.items()})
     return projection, kind
 

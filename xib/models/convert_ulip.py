@@ -29,6 +29,7 @@ import torch
 
 from xib.errors import XibError
 from xib.models.encoders.pointbert import PointBERT, PointBERTConfig
+from xib.models.state_dicts import check_state_dict
 
 # ULIP-2's PointTransformer_8192point.yaml: trans_dim 384, depth 12, heads 6, 512 groups of 32, encoder_dims 256.
 ULIP2_ARCH = PointBERTConfig(
@@ -142,18 +143,7 @@ def pointbert_from_ulip(checkpoint: Any, where: str, base: PointBERTConfig = ULI
     state = ulip_state_dict(checkpoint, where)
     mapped = map_ulip_keys(state, where)
     model = PointBERT(infer_config(state, base))
-    own = model.state_dict()
-    missing = sorted(set(own) - set(mapped))
-    extra = sorted(set(mapped) - set(own))
-    if missing or extra:
-        raise XibError(f"{where}: missing ULIP keys for {missing[:10]}; unexpected {extra[:10]}")
-    wrong = [
-        f"{k} {tuple(mapped[k].shape)} vs {tuple(own[k].shape)}"
-        for k in own
-        if mapped[k].shape != own[k].shape
-    ]
-    if wrong:
-        raise XibError(f"{where}: shapes disagree: {'; '.join(wrong[:5])}")
+    check_state_dict(model.state_dict(), mapped, where, "ULIP")
     model.load_state_dict(mapped)
     return model.eval()
 

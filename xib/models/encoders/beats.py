@@ -276,20 +276,9 @@ class BEATs(nn.Module):
             shared = state.pop(f"encoder.layers.{i}.self_attn.relative_attention_bias.weight", None)
             if shared is not None and table in state and not torch.equal(shared, state[table]):
                 raise XibError(f"{where}: layer {i}'s relative position table differs from layer 0's")
-        own = self.state_dict()
-        unknown = sorted(set(state) - set(own))
-        missing = sorted(set(own) - set(state))
-        if unknown or missing:
-            raise XibError(
-                f"{where}: not a BEATs state dict of this config (unknown keys {unknown[:8]}, missing {missing[:8]})"
-            )
-        wrong = [
-            f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
-            for k in own
-            if state[k].shape != own[k].shape
-        ]
-        if wrong:
-            raise XibError(f"{where}: shapes disagree with its cfg: {'; '.join(wrong[:5])}")
+        from xib.models.state_dicts import check_state_dict
+
+        check_state_dict(self.state_dict(), state, where, "BEATs")
         self.load_state_dict(state)
 
     def save_pretrained(self, directory: str | Path) -> None:
