@@ -19,3 +19,18 @@ def check_state_dict(own: Mapping[str, Any], given: Mapping[str, Any], where: st
     ]
     if wrong:
         raise XibError(f"{where}: shapes disagree: {'; '.join(wrong[:5])}")
+
+
+def save_config_and_weights(module: Any, config: Mapping[str, Any], directory: Any) -> None:
+    """`config.json` and `model.safetensors` in `directory`: the folder layout xib's own backbones
+    (PointBERT, BEATs) write and read back with `from_pretrained`."""
+    import json
+    from pathlib import Path
+
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "config.json").write_text(json.dumps(dict(config), indent=2, sort_keys=True) + "\n")
+    state = {k: v.detach().contiguous() for k, v in module.state_dict().items()}
+    save_file(state, str(directory / "model.safetensors"), metadata={"format": "pt"})

@@ -282,15 +282,9 @@ class BEATs(nn.Module):
         self.load_state_dict(state)
 
     def save_pretrained(self, directory: str | Path) -> None:
-        from safetensors.torch import save_file
+        from xib.models.state_dicts import save_config_and_weights
 
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / "config.json").write_text(
-            json.dumps({"model_type": MODEL_TYPE, **asdict(self.config)}, indent=2, sort_keys=True) + "\n"
-        )
-        state = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
-        save_file(state, str(directory / "model.safetensors"), metadata={"format": "pt"})
+        save_config_and_weights(self, {"model_type": MODEL_TYPE, **asdict(self.config)}, directory)
 
     @classmethod
     def from_pretrained(cls, path: str | Path) -> BEATs:

@@ -167,15 +167,9 @@ class PointBERT(nn.Module):
         return x, (hidden if output_hidden_states else [])
 
     def save_pretrained(self, directory: str | Path) -> None:
-        from safetensors.torch import save_file
+        from xib.models.state_dicts import save_config_and_weights
 
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / "config.json").write_text(
-            json.dumps({"model_type": MODEL_TYPE, **asdict(self.config)}, indent=2, sort_keys=True) + "\n"
-        )
-        state = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
-        save_file(state, str(directory / "model.safetensors"), metadata={"format": "pt"})
+        save_config_and_weights(self, {"model_type": MODEL_TYPE, **asdict(self.config)}, directory)
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> PointBERT:
