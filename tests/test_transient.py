@@ -4,9 +4,11 @@ The command boundary turns either into one line and exit 75 or 1."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -131,3 +133,87 @@ def test_a_child_command_exits_75_on_an_unreachable_registry(dead_url: str, tmp_
     assert len(lines) == 1 and lines[0].startswith(
         f"xib rollback: MLflow registry at {dead_url} is unavailable"
     )
+
+
+@pytest.fixture
+def stalled_url() -> Iterator[str]:
+    """An endpoint that accepts connections and never answers (a hung S3 gateway)."""
+    import socket
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def hold() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                held.append(server.accept()[0])
+
+    thread = threading.Thread(target=hold, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    stop.set()
+    thread.join()
+    for conn in held:
+        conn.close()
+    server.close()
+
+
+def test_a_stalled_s3_endpoint_fails_transiently_under_the_configured_timeout(
+    stalled_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a read timeout botocore waits 60 s per attempt; `infra.retry` bounds it."""
+    import botocore.exceptions
+
+    from xib.config import RetryConfig
+    from xib.data import shards
+    from xib.transient import S3_CONNECT_TIMEOUT_ENV, S3_READ_TIMEOUT_ENV, apply_budgets, s3_client_config
+
+    for name in ("AWS_MAX_ATTEMPTS", "AWS_RETRY_MODE", S3_CONNECT_TIMEOUT_ENV, S3_READ_TIMEOUT_ENV):
+        monkeypatch.setenv(name, "")  # restored after the test; apply_budgets writes them
+    for name in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT"):
+        monkeypatch.setenv(name, "")
+    for name in ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER"):
+        monkeypatch.setenv(name, "")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    apply_budgets(
+        RetryConfig(storage_max_attempts=1, storage_connect_timeout_s=1.0, storage_read_timeout_s=1.0)
+    )
+    config = s3_client_config()
+    assert (config.connect_timeout, config.read_timeout) == (1.0, 1.0)
+
+    shards._s3_client.cache_clear()
+    try:
+        err = _raised(lambda: shards._read_s3("s3://bucket/key.png", stalled_url))
+    finally:
+        shards._s3_client.cache_clear()
+    assert isinstance(err, DataError) and is_transient(err)
+    chain, cause = [], err.__context__
+    while cause is not None:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    assert any(isinstance(c, botocore.exceptions.ReadTimeoutError) for c in chain), chain
+
+
+def test_the_dvc_s3_remote_gets_the_storage_timeouts(tmp_path: Path) -> None:
+    from dvc.repo import Repo
+
+    from xib.config import load_config
+    from xib.data.versioning import configure_remote
+
+    cfg = load_config(
+        [
+            f"paths.root={tmp_path}",
+            "infra.dvc_remote=s3",
+            "infra.dvc_remote_url=s3://xib-data/dvc",
+            "infra.retry.storage_connect_timeout_s=2.5",
+            "infra.retry.storage_read_timeout_s=7",
+        ]
+    )
+    name = configure_remote(cfg)
+    with Repo(str(tmp_path)) as repo:  # DVC's own schema validates what was written
+        remote = repo.config["remote"][name]
+    assert (remote["connect_timeout"], remote["read_timeout"]) == (3, 7)

@@ -77,6 +77,8 @@ class RetryConfig:
     tracking_timeout_s: float = 20.0  # MLFLOW_HTTP_REQUEST_TIMEOUT
     tracking_backoff_factor: int = 1  # MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR (an integer for MLflow)
     storage_max_attempts: int = 3  # AWS_MAX_ATTEMPTS (S3 and DVC's S3 remote)
+    storage_connect_timeout_s: float = 5.0  # S3 connection set-up, xib's clients and DVC's S3 remote
+    storage_read_timeout_s: float = 30.0  # S3 socket reads, xib's clients and DVC's S3 remote
 
 
 @dataclass

@@ -24,6 +24,8 @@ from xib.errors import EX_TEMPFAIL, TransientError, XibError
 from xib.scrub import scrub_text
 
 FAILURE_FILE_ENV = "XIB_FAILURE_FILE"  # a child stage writes its one-line cause here
+S3_CONNECT_TIMEOUT_ENV = "XIB_S3_CONNECT_TIMEOUT_S"  # set by apply_budgets, inherited by child stages
+S3_READ_TIMEOUT_ENV = "XIB_S3_READ_TIMEOUT_S"
 _NETWORK_ERRNOS = {
     errno.ECONNREFUSED,
     errno.ECONNRESET,
@@ -199,6 +201,25 @@ def apply_budgets(retry: Any) -> None:
     os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_JITTER"] = "0"
     os.environ["AWS_MAX_ATTEMPTS"] = str(int(retry.storage_max_attempts))
     os.environ["AWS_RETRY_MODE"] = "standard"
+    # botocore reads no timeout from the environment: xib's own S3 clients read these (s3_client_config)
+    os.environ[S3_CONNECT_TIMEOUT_ENV] = str(float(retry.storage_connect_timeout_s))
+    os.environ[S3_READ_TIMEOUT_ENV] = str(float(retry.storage_read_timeout_s))
+
+
+def s3_client_config() -> Any:
+    """botocore's client config under the storage budget `apply_budgets` exported to this process.
+
+    Bounded connect and read timeouts and the standard retry mode, so an S3 endpoint that does not
+    answer fails in seconds with a transient error instead of hanging a stage. Outside a stage (no
+    budget exported) botocore's own defaults apply."""
+    from botocore.config import Config
+
+    timeouts = {
+        name: float(os.environ[env])
+        for name, env in (("connect_timeout", S3_CONNECT_TIMEOUT_ENV), ("read_timeout", S3_READ_TIMEOUT_ENV))
+        if os.environ.get(env)
+    }
+    return Config(**timeouts, retries={"mode": "standard"})
 
 
 # --- the command boundary --------------------------------------------------------------------------

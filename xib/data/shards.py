@@ -111,8 +111,10 @@ def split_uri(uri: str) -> tuple[str, str | None]:
 def _s3_client(endpoint_url: str) -> Any:
     import boto3
 
+    from xib.transient import s3_client_config
+
     # an explicit endpoint (cfg.infra.s3_endpoint_url) wins; else boto3 honours AWS_ENDPOINT_URL itself
-    return boto3.client("s3", endpoint_url=endpoint_url or None)
+    return boto3.client("s3", endpoint_url=endpoint_url or None, config=s3_client_config())
 
 
 def _read_s3(uri: str, endpoint_url: str | None) -> bytes:

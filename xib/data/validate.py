@@ -337,6 +337,9 @@ def validate(cfg: Any) -> dict[str, Any]:
     """Validate every manifest under `<paths.data>/world`; returns the report, raises DataError on the first bad row."""
     from tqdm import tqdm
 
+    from xib.transient import apply_budgets
+
+    apply_budgets(cfg.infra.retry)  # media may come from S3
     vcfg = cfg.data.validate
     data_dir = Path(cfg.paths.data)
     report: dict[str, Any] = {"ok": False, "error": "", "manifests": [], "modalities": {}, "expectations": []}

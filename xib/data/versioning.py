@@ -14,6 +14,7 @@ DVC runs in-process through its Python API (`dvc.repo.Repo`, what the CLI calls;
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -106,8 +107,13 @@ def configure_remote(cfg: Any) -> str:
         Path(url).mkdir(parents=True, exist_ok=True)
     section: dict[str, str] = {"url": url}
     endpoint = str(cfg.infra.s3_endpoint_url or "")
-    if url.startswith("s3://") and endpoint:
-        section["endpointurl"] = endpoint
+    if url.startswith("s3://"):
+        if endpoint:
+            section["endpointurl"] = endpoint
+        # DVC's S3 remote takes whole seconds; without them a stalled transfer hangs `dvc push`
+        retry = cfg.infra.retry
+        section["connect_timeout"] = str(math.ceil(float(retry.storage_connect_timeout_s)))
+        section["read_timeout"] = str(math.ceil(float(retry.storage_read_timeout_s)))
     with Config(dvc_dir=str(root / ".dvc")).edit("local") as conf:
         conf["remote"][name] = section
         conf["core"]["remote"] = name

@@ -250,6 +250,9 @@ def pretrain_encoders(cfg: XibConfig, force: bool = False) -> dict[str, Any]:
     `<output_dir>/report.json`, each atomically.
     """
     from xib.io import write_json
+    from xib.transient import apply_budgets
+
+    apply_budgets(cfg.infra.retry)  # media may come from S3
 
     pcfg = cfg.model.encoder_pretrain
     out_dir = Path(pcfg.output_dir)

@@ -195,7 +195,9 @@ def build_cache(cfg: XibConfig, modality: str, split: str, encoder: Any = None, 
     from xib.data.manifest import manifest_path, read_manifest
     from xib.data.media import decode
     from xib.data.shards import iter_items
+    from xib.transient import apply_budgets
 
+    apply_budgets(cfg.infra.retry)  # media may come from S3
     manifest = Path(manifest_path(cfg, modality, split))
     if not manifest.is_file():
         raise XibError(
