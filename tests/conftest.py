@@ -55,40 +55,39 @@ def wait_http(url: str, timeout: float = 60.0) -> None:
 
 @pytest.fixture(scope="session")
 def prefect_server(tmp_path_factory: pytest.TempPathFactory):
-    """`prefect server start` on loopback with its own PREFECT_HOME; yields the env to reach it."""
+    """`prefect server start` on loopback with its own PREFECT_HOME and, as infra/compose.yaml runs it in
+    production, a PostgreSQL database of its own (dropped afterwards); yields the env to reach it."""
+    import signal
     import subprocess
     import sys
 
+    from ops_services import fresh_database
+
     home = tmp_path_factory.mktemp("prefect-home")
     port = free_port()
-    env = dict(os.environ, PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false")
-    env.pop("PREFECT_API_URL", None)
-    log = open(home / "server.log", "w")  # noqa: SIM115 - kept open for the server's lifetime
-    server = subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("prefect")),
-            "server",
-            "start",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    api = f"http://127.0.0.1:{port}/api"
-    try:
-        wait_http(f"{api}/health", timeout=90)
-        yield dict(env, PREFECT_API_URL=api)
-    finally:
-        import signal
-
-        os.killpg(server.pid, signal.SIGKILL)
-        server.wait()
-        log.close()
+    with fresh_database() as db_uri, open(home / "server.log", "w") as log:
+        env = dict(
+            os.environ,
+            PREFECT_HOME=str(home),
+            PREFECT_SERVER_ANALYTICS_ENABLED="false",
+            PREFECT_API_DATABASE_CONNECTION_URL=db_uri.replace("postgresql://", "postgresql+asyncpg://", 1),
+        )
+        env.pop("PREFECT_API_URL", None)
+        prefect = str(Path(sys.executable).with_name("prefect"))
+        server = subprocess.Popen(
+            [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        api = f"http://127.0.0.1:{port}/api"
+        try:
+            wait_http(f"{api}/health", timeout=90)
+            yield dict(env, PREFECT_API_URL=api)
+        finally:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
 
 
 def file_digests(root: Path) -> dict[str, str]:
