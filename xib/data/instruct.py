@@ -88,8 +88,12 @@ def mixture_weights(
     to size, or uniform; empty datasets get 0. Returns the same shape as `sizes` (dict or list)."""
     if mix not in MIXES:
         raise XibError(f"mix={mix!r}: must be one of {', '.join(MIXES)}")
-    keys = list(sizes) if isinstance(sizes, Mapping) else list(range(len(sizes)))
-    values = [sizes[k] for k in keys]  # type: ignore[index]
+    if isinstance(sizes, Mapping):
+        keys: list[str] = list(sizes)
+        values = [sizes[k] for k in keys]
+    else:
+        keys = []
+        values = [sizes[i] for i in range(len(sizes))]
     if any(int(n) < 0 for n in values):
         raise ValueError(f"dataset sizes must be >= 0: {values}")
     raw = [
@@ -148,7 +152,7 @@ class TemplateGenerator:
         return random.Random(f"{self.seed}|{item.modality}|{item.split}|{item.item_id}|{purpose}")
 
     def propose(self, items: Sequence[Item], n: int) -> list[list[str]]:
-        out = []
+        out: list[list[str]] = []
         for item in items:
             attributes = list(self.qa_attributes.get(item.modality, []))
             if item.kind is None:

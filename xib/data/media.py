@@ -15,7 +15,7 @@ import functools
 import io
 import wave
 from fractions import Fraction
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -65,9 +65,8 @@ def decode_image(data: bytes, convert: bool = True) -> np.ndarray:
     try:
         with Image.open(io.BytesIO(data)) as img:
             img.load()
-            if convert and img.mode != "RGB":
-                img = img.convert("RGB")
-            array = np.asarray(img)
+            image: Image.Image = img.convert("RGB") if convert and img.mode != "RGB" else img
+            array = np.asarray(image)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise MediaError(f"not a readable image: {err}") from None
     return np.ascontiguousarray(array)
@@ -175,7 +174,8 @@ def encode_video(array: np.ndarray, fps: int = DEFAULT_FPS, codec: str | None = 
     codec = codec or _video_codec()
     buf = io.BytesIO()
     with av.open(buf, mode="w", format="mp4") as container:
-        stream = container.add_stream(codec, rate=Fraction(int(fps), 1))
+        # `codec` is a runtime string, so PyAV's stubs can only say "some stream"; it names a video codec
+        stream = cast("av.VideoStream", container.add_stream(codec, rate=Fraction(int(fps), 1)))
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         if codec in ("libx264", "h264"):
             # near-lossless, no lookahead/B-frames: tiny clips encode fast and keep their colours

@@ -95,7 +95,8 @@ def _colour(name: str, rng: np.random.Generator, jitter: float) -> np.ndarray:
 
 def render_image(kind: Kind, rng: np.random.Generator, world: Any) -> np.ndarray:
     size = int(world.image_size)
-    background = np.asarray(HABITAT_BACKGROUND[kind.habitat], dtype=np.float32)
+    # float64 once the jitter is added (as before); the float32 canvas casts it on fill
+    background: np.ndarray = np.asarray(HABITAT_BACKGROUND[kind.habitat], dtype=np.float32)
     background = background + rng.uniform(-world.colour_jitter, world.colour_jitter, size=3)
     canvas = np.empty((size, size, 3), dtype=np.float32)
     canvas[:] = background
@@ -147,7 +148,7 @@ def _trajectory(motion: str, frames: int, rng: np.random.Generator) -> tuple[np.
 
 def render_video(kind: Kind, rng: np.random.Generator, world: Any) -> np.ndarray:
     frames, size = int(world.video_frames), int(world.video_size)
-    background = np.asarray(VIDEO_BACKGROUND, dtype=np.float32)
+    background: np.ndarray = np.asarray(VIDEO_BACKGROUND, dtype=np.float32)  # float64 after the jitter
     background = background + rng.uniform(-world.colour_jitter, world.colour_jitter, size=3)
     colour = _colour(kind.colour, rng, world.colour_jitter)
     radius = size * world.video_shape_radius * (1.0 + rng.uniform(-world.scale_jitter, world.scale_jitter))

@@ -22,7 +22,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -31,6 +31,9 @@ from torch import nn
 from xib.errors import XibError
 from xib.models.config import ENCODER_FAMILIES as FAMILIES
 from xib.models.config import EncoderConfig
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +62,8 @@ def encoder_config(cfg: Any) -> EncoderConfig:
     unknown = sorted(set(cfg) - known)
     if unknown:
         raise XibError(f"encoder config has unknown keys {unknown}; known: {sorted(known)}")
-    return EncoderConfig(**{k: (dict(v) if k == "arch" else v) for k, v in cfg.items()})
+    values: dict[str, Any] = {k: (dict(v) if k == "arch" else v) for k, v in cfg.items()}
+    return EncoderConfig(**values)
 
 
 def torch_dtype(name: str) -> torch.dtype:
@@ -223,6 +227,8 @@ def clean_hf_config(config: Any) -> dict[str, Any]:
 
 class HFBackboneEncoder(FrozenEncoder):
     """A FrozenEncoder whose backbone is a transformers model (saved and described the HF way)."""
+
+    backbone: PreTrainedModel
 
     def backbone_hidden_size(self) -> int:
         return int(self.backbone.config.hidden_size)

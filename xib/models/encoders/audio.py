@@ -67,6 +67,7 @@ def kaldi_fbank(
 
 class ASTEncoder(HFBackboneEncoder):
     family = "ast"
+    mel_filters: torch.Tensor  # a (non-persistent) buffer, registered in __init__
 
     def __init__(self, modality: str, cfg: Any) -> None:
         super().__init__(modality, cfg)
@@ -96,7 +97,8 @@ class ASTEncoder(HFBackboneEncoder):
         unknown = sorted(set(self.cfg.arch) - set(_ARCH_KEYS))
         if unknown:
             raise XibError(f"ast arch has unknown keys {unknown}; known: {list(_ARCH_KEYS)}")
-        return ASTModel(ASTConfig(**self.cfg.arch))
+        arch: dict[str, Any] = dict(self.cfg.arch)  # sizes only: ASTConfig's other arguments keep defaults
+        return ASTModel(ASTConfig(**arch))
 
     @property
     def num_mel_bins(self) -> int:
@@ -127,11 +129,11 @@ class ASTEncoder(HFBackboneEncoder):
                 raise ValueError(
                     f"{self.modality} item {index}: expected float32 [T] audio, got {wave.dtype} {wave.shape}"
                 )
-            wave = torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32))
-            if wave.numel() < length:
-                wave = torch.nn.functional.pad(wave, (0, length - wave.numel()))
-            for start in segment_starts(wave.numel(), length, self.views):
-                segments.append(wave[start : start + length])
+            samples = torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32))
+            if samples.numel() < length:
+                samples = torch.nn.functional.pad(samples, (0, length - samples.numel()))
+            for start in segment_starts(samples.numel(), length, self.views):
+                segments.append(samples[start : start + length])
         fbank = kaldi_fbank(torch.stack(segments), self.mel_filters, sr)  # [B*V, frames, mel]
         frames = fbank.shape[1]
         if frames < self.max_length:  # AST pads the (unnormalised) fbank with zeros

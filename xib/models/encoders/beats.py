@@ -24,7 +24,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -225,7 +225,7 @@ class TransformerEncoder(nn.Module):
             x = self.layer_norm(x)
         bias = None
         if self.relative:
-            first = self.layers[0].self_attn
+            first = cast(EncoderLayer, self.layers[0]).self_attn  # ModuleList items are typed nn.Module
             bias = first.position_bias(x.shape[1], first.relative_attention_bias)
         hidden = [x]
         for layer in self.layers:
@@ -325,8 +325,9 @@ class BEATs(nn.Module):
 class BEATsEncoder(FrozenEncoder):
     family = "beats"
     accepts_file = True
+    backbone: BEATs
 
-    def build_backbone(self, directory: Path | None) -> nn.Module:
+    def build_backbone(self, directory: Path | None) -> BEATs:
         if len(self.cfg.mean) != 1 or len(self.cfg.std) != 1:
             raise XibError(
                 f"{self.modality} encoder (beats): mean and std need one value each (fbank statistics)"

@@ -214,8 +214,9 @@ def resample_indices(total: int, count: int) -> np.ndarray:
 
 class PointBERTEncoder(FrozenEncoder):
     family = "pointbert"
+    backbone: PointBERT
 
-    def build_backbone(self, directory: Path | None) -> nn.Module:
+    def build_backbone(self, directory: Path | None) -> PointBERT:
         if self.cfg.pc_normalize not in PC_NORMALIZE:
             raise XibError(f"pc_normalize {self.cfg.pc_normalize!r} is not one of {PC_NORMALIZE}")
         if directory is not None:
