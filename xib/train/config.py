@@ -27,6 +27,9 @@ class DeterminismConfig:
     """What `xib.train.determinism` pins so figures do not depend on the machine ("" = unpinned)."""
 
     algorithms: bool = True  # torch.use_deterministic_algorithms (warn-only)
+    # with `algorithms`: torch's NaN fill of every new tensor (a guard against reading uninitialised
+    # memory, not a source of determinism); off, it no longer doubles an alignment step's page faults
+    fill_uninitialized_memory: bool = False
     cpu_capability: str = "avx2"  # ATEN_CPU_CAPABILITY: default | avx2 | avx512
     mkl_cbwr: str = "AVX2"  # MKL_CBWR: MKL's code path (COMPATIBLE, SSE4_2, AVX2, ...)
     onednn_max_cpu_isa: str = "AVX2"  # ONEDNN_MAX_CPU_ISA

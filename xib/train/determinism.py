@@ -52,6 +52,11 @@ def apply(cfg: Any, threads: int) -> None:
     torch.set_num_threads(max(int(threads), 1))
     if bool(cfg.train.determinism.algorithms):
         torch.use_deterministic_algorithms(True, warn_only=True)
+        # deterministic mode also NaN-fills every new tensor (torch's guard against reading
+        # uninitialised memory); that fill was a third of an alignment step's time (benchmarks/train.md)
+        torch.utils.deterministic.fill_uninitialized_memory = bool(
+            cfg.train.determinism.fill_uninitialized_memory
+        )
 
 
 def describe() -> dict[str, Any]:
