@@ -21,9 +21,12 @@ import urllib.request
 from collections.abc import Mapping
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xib.errors import XibError
+
+if TYPE_CHECKING:
+    from xib.config import XibConfig
 
 GATE_META_TAGS = {"gate.decision", "gate.summary", "gate.champion"}
 STATE_COLOURS = {
@@ -64,7 +67,7 @@ def _gate_checks(tags: Mapping[str, str]) -> list[dict[str, Any]]:
     return checks
 
 
-def collect_registry(cfg: Any) -> dict[str, Any]:
+def collect_registry(cfg: XibConfig) -> dict[str, Any]:
     """Every version of `cfg.gate.model_name` with its verdict, reasons, metrics and aliases."""
     uri = str(cfg.infra.mlflow_tracking_uri)
     name = str(cfg.gate.model_name)
@@ -297,7 +300,7 @@ def _run_rows(raw: Mapping[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def collect_runs(cfg: Any, root: Path) -> dict[str, Any]:
+def collect_runs(cfg: XibConfig, root: Path) -> dict[str, Any]:
     """Recent flow runs from the configured Prefect API, or from the local database Prefect's
     temporary API keeps (what `xib demo` uses), or a note saying there is neither."""
     dash = cfg.infra.dashboard
@@ -357,7 +360,7 @@ def _local_prefect_main(limit: int, timeout: float) -> None:
 # --- data versions -----------------------------------------------------------------------------
 
 
-def collect_data_versions(cfg: Any, root: Path) -> dict[str, Any]:
+def collect_data_versions(cfg: XibConfig, root: Path) -> dict[str, Any]:
     """dvc.lock's output hashes per stage, the stage driver's records, and the world manifests' hashes."""
     import yaml
 
@@ -436,7 +439,7 @@ def render(
     )
 
 
-def write_dashboard(cfg: Any, output: str | os.PathLike[str] | None = None) -> Path:
+def write_dashboard(cfg: XibConfig, output: str | os.PathLike[str] | None = None) -> Path:
     """Collect everything and write the page atomically; returns its path."""
     from xib.dashboard_training import collect_eval, collect_rows, collect_training
     from xib.io import write_bytes

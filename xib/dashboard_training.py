@@ -15,14 +15,17 @@ import re
 from collections.abc import Mapping
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
+
+if TYPE_CHECKING:
+    from xib.config import XibConfig
 
 DISCRN_RE = re.compile(r"^discrn/(?P<pair>[^/]+)(?:/(?P<rest>.+))?$")
 CURVES = ("train/loss", "val/loss")
 
 
-def mlflow_ui(cfg: Any) -> str:
+def mlflow_ui(cfg: XibConfig) -> str:
     """Base URL of the MLflow UI for links: infra.dashboard.mlflow_ui, else an http(s) tracking URI
     (user info removed); "" when there is none (a sqlite store: run `mlflow ui` to browse it)."""
     base = str(cfg.infra.dashboard.mlflow_ui or "") or str(cfg.infra.mlflow_tracking_uri)
@@ -43,7 +46,7 @@ def version_link(ui: str, model: str, version: str) -> str:
     return f"{ui}/#/models/{model}/versions/{version}" if ui else ""
 
 
-def collect_training(cfg: Any) -> dict[str, Any]:
+def collect_training(cfg: XibConfig) -> dict[str, Any]:
     """The newest alignment run of every modality: status, loss curves, final losses, link."""
     from xib.mlflow_store import sqlite_path
 
@@ -183,7 +186,7 @@ def discrn_groups(metrics: Mapping[str, float], floors: Mapping[str, float]) -> 
     return groups
 
 
-def collect_eval(cfg: Any) -> dict[str, Any]:
+def collect_eval(cfg: XibConfig) -> dict[str, Any]:
     """The last evaluation (`cfg.eval.output`): its metrics, DisCRn by pair and order against the
     gate's floors, and its plots inlined (the page stays self-contained)."""
     out = Path(str(cfg.eval.output))
@@ -202,7 +205,7 @@ def collect_eval(cfg: Any) -> dict[str, Any]:
     return view
 
 
-def collect_rows(cfg: Any) -> list[dict[str, Any]]:
+def collect_rows(cfg: XibConfig) -> list[dict[str, Any]]:
     """Rows per data split: world manifests, instruction records, DisCRn items."""
     data = Path(str(cfg.paths.data))
     rows: list[dict[str, Any]] = []

@@ -36,7 +36,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xib.data.config import PAIRS
 from xib.data.discrn_files import balance_counts, discrn_path
@@ -44,6 +44,9 @@ from xib.data.world import KINDS_BY_NAME, Kind, applicable_questions, caption
 from xib.errors import DataError, XibError
 from xib.io import write_json
 from xib.prompts import ANSWERS
+
+if TYPE_CHECKING:
+    from xib.config import XibConfig
 
 _WORD = re.compile(r"[a-z0-9]+")
 
@@ -99,7 +102,7 @@ def media_uri(uri: str, manifest_dir: Path, data_dir: Path) -> str:
     return path.as_posix() + (sep + member if sep else "")
 
 
-def load_pool(cfg: Any, modality: str, split: str) -> list[PoolItem]:
+def load_pool(cfg: XibConfig, modality: str, split: str) -> list[PoolItem]:
     """Items of one modality and split whose kind is a world kind (their questions have ground truth)."""
     from xib.data.manifest import manifest_path, read_manifest
 
@@ -152,7 +155,7 @@ def _record(
     }
 
 
-def build_pair_from_world(cfg: Any, pair: str, split: str) -> list[dict[str, Any]]:
+def build_pair_from_world(cfg: XibConfig, pair: str, split: str) -> list[dict[str, Any]]:
     """`examples_per_pair` balanced hard examples of one modality pair from one split of the world."""
     from tqdm import tqdm
 
@@ -228,7 +231,7 @@ def build_pair_from_world(cfg: Any, pair: str, split: str) -> list[dict[str, Any
 # --- entry point --------------------------------------------------------------------------------
 
 
-def discrn_splits(cfg: Any) -> list[str]:
+def discrn_splits(cfg: XibConfig) -> list[str]:
     """The splits `build_discrn` writes: `split` (reported) and, from the world, `select_split`."""
     dcfg = cfg.data.discrn
     select = str(dcfg.select_split or "")
@@ -239,7 +242,7 @@ def discrn_splits(cfg: Any) -> list[str]:
     return [select, str(dcfg.split)]
 
 
-def build_discrn(cfg: Any) -> dict[str, dict[str, Any]]:
+def build_discrn(cfg: XibConfig) -> dict[str, dict[str, Any]]:
     """Write `data/discrn/<pair>/<split>.json` for every pair and split; return counts by pair, split."""
     dcfg = cfg.data.discrn
     if dcfg.source == "released":  # the release's converter: its own module (all files or none written)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xib.data.annotations import load_json
 from xib.data.config import PAIRS
@@ -23,6 +23,9 @@ from xib.data.text import clean_caption, quoted
 from xib.errors import DataError, XibError
 from xib.io import write_json
 from xib.prompts import ANSWERS
+
+if TYPE_CHECKING:
+    from xib.config import XibConfig
 
 # The release's questions name entities or modalities; LAVIS rewrites them at load time like this.
 _QUESTION_REWRITES = (
@@ -58,7 +61,7 @@ def _start(value: Any, file: str, row: int) -> int:
     return int(seconds)
 
 
-def released_media(cfg: Any, modality: str, sample_id: str, start: int) -> str:
+def released_media(cfg: XibConfig, modality: str, sample_id: str, start: int) -> str:
     """Where each released input's medium lies: `released_patterns[modality]` under `media_roots`."""
     dcfg = cfg.data.discrn
     pattern = str(dcfg.released_patterns[modality])
@@ -91,7 +94,7 @@ def _label(entry: dict, file: str, row: int) -> int:
     raise DataError(file, "entry has a 'label' (0|1) or an 'answer' (first|second)", row=row)
 
 
-def _present(cfg: Any, modality: str, relative: str, file: str, row: int) -> bool:
+def _present(cfg: XibConfig, modality: str, relative: str, file: str, row: int) -> bool:
     """With a media root: the file is a safe regular file under it (and passes the media rules)."""
     root = str(cfg.data.discrn.media_roots.get(modality, "") or "")
     if not root:
@@ -110,7 +113,7 @@ def _present(cfg: Any, modality: str, relative: str, file: str, row: int) -> boo
     return True
 
 
-def read_released(cfg: Any, pair: str, path: str) -> list[dict[str, Any]]:
+def read_released(cfg: XibConfig, pair: str, path: str) -> list[dict[str, Any]]:
     """Convert one released DisCRn JSON file to xib records, balanced by swapping inputs."""
     dcfg = cfg.data.discrn
     file = str(path)
@@ -207,7 +210,7 @@ def _swap(record: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def build_released(cfg: Any) -> dict[str, dict[str, Any]]:
+def build_released(cfg: XibConfig) -> dict[str, dict[str, Any]]:
     """Convert every pair whose released file is set; write them all only when every one passed."""
     dcfg = cfg.data.discrn
     for pair in dcfg.pairs:

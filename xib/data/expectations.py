@@ -7,9 +7,12 @@ first failing rule in suite order is the one reported. great_expectations is imp
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    from xib.data.config import ValidateConfig
 
 # helper columns validation adds to the rows it checks: the folder each manifest lives in
 FOLDER_SPLIT = "_folder_split"
@@ -18,7 +21,7 @@ FOLDER_MODALITY = "_folder_modality"
 Spec = tuple[str, dict[str, Any], str]  # (expectation class name, kwargs, rule)
 
 
-def common_spec(vcfg: Any) -> list[Spec]:
+def common_spec(vcfg: ValidateConfig) -> list[Spec]:
     """Rules for every manifest row, run once over all modalities together (ids unique across all)."""
     splits = [str(s) for s in vcfg.splits]
     specs: list[Spec] = []
@@ -67,7 +70,7 @@ def common_spec(vcfg: Any) -> list[Spec]:
     ]
 
 
-def metadata_spec(vcfg: Any, modality: str) -> list[Spec]:
+def metadata_spec(vcfg: ValidateConfig, modality: str) -> list[Spec]:
     """The modality's metadata columns: present and within ValidateConfig's ranges."""
     specs: list[Spec] = []
 

@@ -30,13 +30,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from xib.data import media
 from xib.data.annotations import header_index, load_json, read_csv
+from xib.data.config import INGEST_FORMATS as FORMATS
+from xib.data.config import SPLITS
 from xib.data.manifest import MANIFEST_NAME, manifest_path, sha256, write_manifest
 from xib.data.paths import read_regular, resolve_media
 from xib.data.rules import check_media
@@ -45,8 +47,9 @@ from xib.data.text import clean_caption, quoted
 from xib.errors import DataError
 from xib.io import atomic_path, write_json
 
-from xib.data.config import INGEST_FORMATS as FORMATS
-from xib.data.config import SPLITS
+if TYPE_CHECKING:
+    from xib.config import XibConfig
+    from xib.data.config import IngestConfig, LimitsConfig
 _SOURCE_SPLIT_NAMES = {"train": "train", "val": "val", "validate": "val", "validation": "val", "test": "test"}
 _SAFE_ID = re.compile(r"[A-Za-z0-9_-]+")  # YouTube ids (may start with '-'), Objaverse uids, MSR-VTT ids
 _WHOLE_SECONDS = re.compile(r"[0-9]{1,7}")
@@ -73,8 +76,8 @@ class SourceRow:
 class Context:
     """What every reader needs: caption limits and the format's options."""
 
-    limits: Any
-    icfg: Any
+    limits: LimitsConfig
+    icfg: IngestConfig
     max_caption: int
 
     def caption(self, value: Any, file: Path, row: int) -> tuple[str, list[str]]:
@@ -299,7 +302,7 @@ def hash_split(entity_id: str, fractions: dict[str, float], seed: int) -> str:
     return list(fractions)[-1]
 
 
-def assign_split(row: SourceRow, ingest_cfg: Any) -> str:
+def assign_split(row: SourceRow, ingest_cfg: IngestConfig) -> str:
     mode = str(ingest_cfg.split)
     if mode == "auto":
         mode = "source" if row.source_split else "hash"
@@ -324,7 +327,9 @@ class Converted:
     conversion: list[str]
 
 
-def _convert_image(data: bytes, array: np.ndarray, info: dict[str, Any], cfg: Any, key: str) -> Converted:
+def _convert_image(
+    data: bytes, array: np.ndarray, info: dict[str, Any], cfg: IngestConfig, key: str
+) -> Converted:
     if not info["converted"]:  # RGB PNG/JPEG, upright: keep the bytes (re-encoding a JPEG loses quality)
         return Converted(data, "jpg" if info["format"] == "jpeg" else "png", _image_meta(array), [])
     return Converted(
@@ -336,7 +341,9 @@ def _image_meta(array: np.ndarray) -> dict[str, Any]:
     return {"width": int(array.shape[1]), "height": int(array.shape[0])}
 
 
-def _convert_audio(data: bytes, samples: np.ndarray, info: dict[str, Any], cfg: Any, key: str) -> Converted:
+def _convert_audio(
+    data: bytes, samples: np.ndarray, info: dict[str, Any], cfg: IngestConfig, key: str
+) -> Converted:
     rate = int(info["sample_rate"])
     target = int(cfg.sample_rate) or rate
     done = list(info["converted"])
@@ -355,7 +362,9 @@ def _convert_audio(data: bytes, samples: np.ndarray, info: dict[str, Any], cfg: 
     return Converted(out, "wav", {"sample_rate": target, "duration_s": len(samples) / target}, done)
 
 
-def _convert_pc(data: bytes, points: np.ndarray, info: dict[str, Any], cfg: Any, key: str) -> Converted:
+def _convert_pc(
+    data: bytes, points: np.ndarray, info: dict[str, Any], cfg: IngestConfig, key: str
+) -> Converted:
     want = int(cfg.points)
     done = list(info["converted"])
     if want and len(points) != want:
@@ -369,7 +378,9 @@ def _convert_pc(data: bytes, points: np.ndarray, info: dict[str, Any], cfg: Any,
     return Converted(media.encode_pc(points), "npy", {"points": len(points)}, done)
 
 
-def _convert_video(data: bytes, frames: np.ndarray, info: dict[str, Any], cfg: Any, key: str) -> Converted:
+def _convert_video(
+    data: bytes, frames: np.ndarray, info: dict[str, Any], cfg: IngestConfig, key: str
+) -> Converted:
     want, size = int(cfg.video_frames), int(cfg.video_size)
     fps = float(info["fps"])
     done = []
@@ -409,7 +420,7 @@ def _member_key(source: str, media_path: Path, used: set[str]) -> str:
 
 
 def convert_medium(
-    modality: str, media_path: Path, row: SourceRow, cfg: Any, key: str
+    modality: str, media_path: Path, row: SourceRow, cfg: XibConfig, key: str
 ) -> tuple[Converted, dict]:
     """Read, check (shared rules), convert, and check the stored bytes as `xib validate` will."""
     from xib.data.validate import RowError, check_medium
@@ -463,7 +474,7 @@ def _resolve(rows: list[SourceRow], media_dir: Path, on_missing: str) -> tuple[l
 
 
 @contextlib.contextmanager
-def _no_new_folders_on_failure(cfg: Any, modalities: set[str]) -> Any:
+def _no_new_folders_on_failure(cfg: XibConfig, modalities: set[str]) -> Any:
     """The folders staging creates (data/, world/, world/<m>/) are removed again when the run fails."""
     data = Path(cfg.paths.data)
     folders = [data, data / "world", *(data / "world" / m for m in sorted(modalities))]
@@ -477,7 +488,7 @@ def _no_new_folders_on_failure(cfg: Any, modalities: set[str]) -> Any:
         raise
 
 
-def ingest(cfg: Any) -> dict[str, Any]:
+def ingest(cfg: XibConfig) -> dict[str, Any]:
     """Convert `cfg.data.ingest` into `data/world/<m>/<split>/` manifests and shards; returns a summary."""
     from tqdm import tqdm
 

@@ -17,7 +17,7 @@ import math
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -46,6 +46,10 @@ from xib.data.shards import iter_items
 from xib.data.text import is_control, quoted
 from xib.errors import DataError
 from xib.io import atomic_path, write_json
+
+if TYPE_CHECKING:
+    from xib.config import XibConfig
+    from xib.data.config import ValidateConfig
 
 REPORT_NAME = "validate.json"
 _DURATION_TOLERANCE_S = 0.05  # container rounding of durations (frame/sample counts are exact)
@@ -188,7 +192,7 @@ def check_medium(
     modality: str,
     row: pd.Series,
     data: bytes,
-    vcfg: Any,
+    vcfg: ValidateConfig,
     limits: Any,
     decoded: tuple[np.ndarray, dict[str, Any]] | None = None,
 ) -> None:
@@ -223,7 +227,7 @@ def check_medium(
         _check_video(row, array, info, vcfg)
 
 
-def _check_image(row: pd.Series, image: np.ndarray, info: dict[str, Any], vcfg: Any) -> None:
+def _check_image(row: pd.Series, image: np.ndarray, info: dict[str, Any], vcfg: ValidateConfig) -> None:
     if info["mode"] != "RGB":
         raise RowError("image has 3 channels (RGB)", f"mode {info['mode']}")
     height, width = image.shape[:2]
@@ -234,7 +238,7 @@ def _check_image(row: pd.Series, image: np.ndarray, info: dict[str, Any], vcfg: 
     _agrees("height", row["height"], height)
 
 
-def _check_audio(row: pd.Series, samples: np.ndarray, info: dict[str, Any], vcfg: Any) -> None:
+def _check_audio(row: pd.Series, samples: np.ndarray, info: dict[str, Any], vcfg: ValidateConfig) -> None:
     rate = int(info["sample_rate"])
     if int(vcfg.sample_rate) and rate != int(vcfg.sample_rate):
         raise RowError(f"audio sample rate is {int(vcfg.sample_rate)} Hz", f"{rate} Hz")
@@ -246,7 +250,7 @@ def _check_audio(row: pd.Series, samples: np.ndarray, info: dict[str, Any], vcfg
     _agrees("duration_s", row["duration_s"], seconds, _DURATION_TOLERANCE_S)
 
 
-def _check_pc(row: pd.Series, points: np.ndarray, info: dict[str, Any], vcfg: Any) -> None:
+def _check_pc(row: pd.Series, points: np.ndarray, info: dict[str, Any], vcfg: ValidateConfig) -> None:
     if info["columns"] != 3:
         raise RowError("point cloud has shape [N, 3]", f"{info['columns']} columns")
     limit = float(vcfg.max_abs_coordinate)
@@ -260,7 +264,7 @@ def _check_pc(row: pd.Series, points: np.ndarray, info: dict[str, Any], vcfg: An
     _agrees("points", row["points"], len(points))
 
 
-def _check_video(row: pd.Series, frames: np.ndarray, info: dict[str, Any], vcfg: Any) -> None:
+def _check_video(row: pd.Series, frames: np.ndarray, info: dict[str, Any], vcfg: ValidateConfig) -> None:
     count, height, width = frames.shape[:3]
     fps = float(info["fps"])
     lo, hi = int(vcfg.min_frames), int(vcfg.max_frames)
@@ -279,7 +283,7 @@ def _check_video(row: pd.Series, frames: np.ndarray, info: dict[str, Any], vcfg:
     _agrees("duration_s", row["duration_s"], seconds, _DURATION_TOLERANCE_S)
 
 
-def _check_media(path: Path, df: pd.DataFrame, modality: str, cfg: Any, progress: Any) -> int:
+def _check_media(path: Path, df: pd.DataFrame, modality: str, cfg: XibConfig, progress: Any) -> int:
     vcfg, limits = cfg.data.validate, cfg.data.limits
     endpoint = str(cfg.infra.s3_endpoint_url) or None
     checked = 0
@@ -333,7 +337,7 @@ def _html(report: dict[str, Any]) -> str:
 
 
 # -------------------------------------------------------------------------------------------- main
-def validate(cfg: Any) -> dict[str, Any]:
+def validate(cfg: XibConfig) -> dict[str, Any]:
     """Validate every manifest under `<paths.data>/world`; returns the report, raises DataError on the first bad row."""
     from tqdm import tqdm
 

@@ -13,11 +13,14 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xib.answers import interpret_answer, interpreter  # noqa: F401 - read here, and imported from here
 from xib.errors import DataError
 from xib.prompts import Cues, Segment, Slot, discrn_prompt, filled_slot, prompt_cues, render_text
+
+if TYPE_CHECKING:
+    from xib.config import XibConfig
 
 REQUIRED = ("id", "pair", "modalities", "sample_ids", "captions", "question", "label")
 
@@ -174,7 +177,7 @@ def evaluate_pair(
     runner: Any,
     pair: str,
     items: Sequence[DiscrnItem],
-    cfg: Any,
+    cfg: XibConfig,
 ) -> tuple[dict[str, float], dict[str, Any]]:
     """Every DisCRn scoring and baseline of `cfg.eval` on one pair's items.
 

@@ -15,16 +15,19 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xib.errors import XibError
 from xib.io import write_json
 from xib.runtime.checkpoints import checkpoint_dirs
 
+if TYPE_CHECKING:
+    from xib.config import XibConfig
+
 log = logging.getLogger(__name__)
 
 
-def candidate_provenance(cfg: Any, checkpoints: dict[str, Path]) -> dict[str, Any]:
+def candidate_provenance(cfg: XibConfig, checkpoints: dict[str, Path]) -> dict[str, Any]:
     from xib.hashing import checkpoint_hashes, data_hashes
     from xib.models.checkpoint import read_projection_info
 
@@ -41,7 +44,7 @@ def candidate_provenance(cfg: Any, checkpoints: dict[str, Path]) -> dict[str, An
     }
 
 
-def build_runner(cfg: Any, checkpoints: dict[str, Path], batch_size: int | None = None) -> Any:
+def build_runner(cfg: XibConfig, checkpoints: dict[str, Path], batch_size: int | None = None) -> Any:
     import torch
 
     from xib.models.checkpoint import compose_model
@@ -56,7 +59,7 @@ def build_runner(cfg: Any, checkpoints: dict[str, Path], batch_size: int | None 
     return Runner(model, cfg, batch_size=batch_size or int(cfg.eval.batch_size), feature_dirs=feature_dirs)
 
 
-def evaluate(cfg: Any, runner: Any) -> tuple[dict[str, float], dict[str, Any]]:
+def evaluate(cfg: XibConfig, runner: Any) -> tuple[dict[str, float], dict[str, Any]]:
     """All benchmarks with `runner`; returns (metrics, report). Writes nothing."""
     from xib.eval.discrn import evaluate_pair, load_items
     from xib.eval.tasks import evaluate_modality, read_records
@@ -91,7 +94,7 @@ def evaluate(cfg: Any, runner: Any) -> tuple[dict[str, float], dict[str, Any]]:
     return metrics, report
 
 
-def run_eval(cfg: Any, runner: Any = None) -> dict[str, float]:
+def run_eval(cfg: XibConfig, runner: Any = None) -> dict[str, float]:
     """Evaluate the candidate, write metrics.json/candidate.json/report.json/plots, log to MLflow."""
     from xib.eval.publish import preflight
 
@@ -116,7 +119,7 @@ def run_eval(cfg: Any, runner: Any = None) -> dict[str, float]:
 
 
 def write_outputs(
-    cfg: Any, out: Path, metrics: dict[str, float], report: dict[str, Any], provenance: dict[str, Any]
+    cfg: XibConfig, out: Path, metrics: dict[str, float], report: dict[str, Any], provenance: dict[str, Any]
 ) -> None:
     """plots/, report.json, candidate.json and metrics.json, published together (`xib.eval.publish`)."""
     from xib.eval.publish import staged_output
@@ -132,7 +135,9 @@ def write_outputs(
         write_json(staging / "metrics.json", metrics)
 
 
-def log_to_mlflow(cfg: Any, run_id: str, metrics: dict[str, float], plots: list[Path], report: Path) -> None:
+def log_to_mlflow(
+    cfg: XibConfig, run_id: str, metrics: dict[str, float], plots: list[Path], report: Path
+) -> None:
     from xib.mlflow_store import tracking_client
     from xib.train.tracking import tracking_service
 

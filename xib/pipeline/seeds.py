@@ -24,10 +24,13 @@ import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xib.errors import XibError
 from xib.io import atomic_path, write_json
+
+if TYPE_CHECKING:
+    from xib.config import XibConfig
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +107,7 @@ def adopt(source: Path, root: Path) -> dict[str, Any]:
     return {"status": "ok", "metrics": json.loads(metrics_file.read_text()), "adopted": str(source)}
 
 
-def run_seeds(cfg: Any, cfg_overrides: list[str], in_process: bool = False) -> Path:
+def run_seeds(cfg: XibConfig, cfg_overrides: list[str], in_process: bool = False) -> Path:
     """Every seed x recipe of `cfg.eval.seeds` (resuming finished stages); write the report."""
     scfg = cfg.eval.seeds
     recipes = {name: list(extra) for name, extra in scfg.recipes.items()}

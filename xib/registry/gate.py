@@ -15,7 +15,10 @@ import fnmatch
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from xib.registry.config import GateConfig
 
 
 @dataclass
@@ -150,7 +153,7 @@ def decide(
 def decide_with_policy(
     candidate: Mapping[str, float],
     champion: Mapping[str, float] | None,
-    gate_cfg: Any,
+    gate_cfg: GateConfig,
     champion_version: str | None = None,
     candidate_version: str | None = None,
 ) -> Decision:

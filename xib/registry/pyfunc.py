@@ -19,10 +19,13 @@ import json
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xib.errors import XibError
 from xib.runtime.loading import CONFIG_ARTIFACT
+
+if TYPE_CHECKING:
+    from xib.config import XibConfig
 
 SUFFIXES = {
     ".png": "image", ".jpg": "image", ".jpeg": "image", ".wav": "audio", ".flac": "audio",
@@ -62,7 +65,7 @@ def modality_of(path: str) -> str:
     return modality
 
 
-def candidate_artifacts(cfg: Any, staging: Path, provenance: Mapping[str, Any]) -> dict[str, str]:
+def candidate_artifacts(cfg: XibConfig, staging: Path, provenance: Mapping[str, Any]) -> dict[str, str]:
     """Files and folders that make up a registered candidate, staged under `staging`.
 
     - `projection_<m>`: each trained projection checkpoint folder (projection.safetensors + .json);

@@ -18,11 +18,14 @@ import re
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xib.errors import XibError
 from xib.hashing import checkpoint_hashes, data_hashes, sha256_file  # noqa: F401 - provenance, used here and by callers
 from xib.io import file_lock
+
+if TYPE_CHECKING:
+    from xib.config import XibConfig
 
 CHALLENGER, CHAMPION, PREVIOUS = "challenger", "champion", "previous"
 HISTORY_TAG = "xib.champion_history"  # registered-model tag: comma-separated champion versions
@@ -36,7 +39,7 @@ class PromotionConflict(XibError):
     """The champion moved since the gate judged the candidate against it."""
 
 
-def client(cfg: Any) -> Any:
+def client(cfg: XibConfig) -> Any:
     """An MlflowClient on `cfg.infra`'s tracking (and registry) URI."""
     from xib.mlflow_store import tracking_client
     from xib.transient import apply_budgets
@@ -45,14 +48,14 @@ def client(cfg: Any) -> Any:
     return tracking_client(str(cfg.infra.mlflow_tracking_uri))
 
 
-def registry_service(cfg: Any) -> contextlib.AbstractContextManager[None]:
+def registry_service(cfg: XibConfig) -> contextlib.AbstractContextManager[None]:
     """A block of registry calls: a transient failure inside ends as one line naming the server."""
     from xib.transient import service, tracking_budget
 
     return service("MLflow registry", str(cfg.infra.mlflow_tracking_uri), tracking_budget(cfg.infra.retry))
 
 
-def experiment_id(cfg: Any) -> str:
+def experiment_id(cfg: XibConfig) -> str:
     """The experiment `cfg.infra.mlflow_experiment`, created with its artifact root if new."""
     from mlflow.exceptions import MlflowException
 
@@ -76,7 +79,7 @@ def experiment_id(cfg: Any) -> str:
 
 
 def register_candidate(
-    cfg: Any,
+    cfg: XibConfig,
     metrics: Mapping[str, float],
     artifacts: Mapping[str, str | os.PathLike[str]],
     *,
@@ -129,7 +132,7 @@ def register_candidate(
     return number
 
 
-def alias_version(cfg: Any, alias: str) -> str | None:
+def alias_version(cfg: XibConfig, alias: str) -> str | None:
     """The version an alias points at, or None when it is unset (or the model is not registered).
 
     A registry that cannot be reached raises TransientError: it is never read as "no champion".
@@ -138,7 +141,7 @@ def alias_version(cfg: Any, alias: str) -> str | None:
         return _alias(client(cfg), str(cfg.gate.model_name), alias)
 
 
-def version_metrics(cfg: Any, version: str) -> dict[str, float]:
+def version_metrics(cfg: XibConfig, version: str) -> dict[str, float]:
     """The metrics logged on the run behind a model version."""
     mc = client(cfg)
     mv = mc.get_model_version(str(cfg.gate.model_name), str(version))
@@ -147,7 +150,7 @@ def version_metrics(cfg: Any, version: str) -> dict[str, float]:
     return {k: float(v) for k, v in mc.get_run(mv.run_id).data.metrics.items()}
 
 
-def record_decision(cfg: Any, version: str, decision: Any) -> None:
+def record_decision(cfg: XibConfig, version: str, decision: Any) -> None:
     """The gate's verdict and one reason per metric, as tags on the version."""
     mc = client(cfg)
     name = str(cfg.gate.model_name)
@@ -179,7 +182,7 @@ def promotion_lock(path: str | os.PathLike[str], timeout_s: float) -> contextlib
     return file_lock(path, timeout_s, busy="another promotion holds the registry lock")
 
 
-def lock_uri(cfg: Any) -> str:
+def lock_uri(cfg: XibConfig) -> str:
     """Where the promotion lock lives: `gate.lock_uri`, else the tracking store itself when it is
     PostgreSQL, else "" (the lock file `gate.lock_file`)."""
     explicit = str(cfg.gate.lock_uri)
@@ -231,7 +234,7 @@ def advisory_lock(uri: str, name: str, timeout_s: float) -> Iterator[None]:
         conn.close()
 
 
-def registry_lock(cfg: Any) -> contextlib.AbstractContextManager[None]:
+def registry_lock(cfg: XibConfig) -> contextlib.AbstractContextManager[None]:
     """The lock every promotion and rollback of `gate.model_name` holds (see `lock_uri`)."""
     timeout = float(cfg.gate.lock_timeout_s)
     uri = lock_uri(cfg)
@@ -283,7 +286,7 @@ def _state(mc: Any, name: str) -> tuple[str | None, list[str], dict[str, Any] | 
     return champion, history, intent
 
 
-def champion_state(cfg: Any) -> dict[str, Any]:
+def champion_state(cfg: XibConfig) -> dict[str, Any]:
     """`{"champion", "previous", "history"}` as the last committed promotion or rollback left them."""
     with registry_service(cfg):
         champion, history, _ = _state(client(cfg), str(cfg.gate.model_name))
@@ -331,7 +334,7 @@ def _recover(mc: Any, name: str) -> tuple[str | None, list[str]]:
     return champion, history
 
 
-def repair(cfg: Any) -> dict[str, Any]:
+def repair(cfg: XibConfig) -> dict[str, Any]:
     """Finish or drop a promotion/rollback a crash interrupted (every promote and rollback does this
     first); returns `champion_state`, which this never changes."""
     mc = client(cfg)
@@ -364,7 +367,9 @@ def _check_expected(expected: Any, current: str | None, what: str) -> None:
         )
 
 
-def promote(cfg: Any, version: str, expected_champion: str | None = _UNSET, note: str = "") -> str | None:
+def promote(
+    cfg: XibConfig, version: str, expected_champion: str | None = _UNSET, note: str = ""
+) -> str | None:
     """Make `version` the champion; the one before becomes `previous`. Returns the old champion.
 
     `expected_champion` is the champion the gate judged against (None: there was none). When
@@ -383,7 +388,7 @@ def promote(cfg: Any, version: str, expected_champion: str | None = _UNSET, note
         return current
 
 
-def rollback(cfg: Any, expected_champion: str | None = _UNSET) -> str:
+def rollback(cfg: XibConfig, expected_champion: str | None = _UNSET) -> str:
     """Move `champion` back to the previous champion; returns the version now champion.
 
     `expected_champion` (when given) must still be the champion, else PromotionConflict.
@@ -415,7 +420,7 @@ def read_metrics(path: str | os.PathLike[str]) -> dict[str, Any]:
 # --- the gate stage ----------------------------------------------------------------------------------
 
 
-def run_gate(cfg: Any) -> dict[str, Any]:
+def run_gate(cfg: XibConfig) -> dict[str, Any]:
     """`xib gate`: register the evaluated candidate, judge it against the champion, record why.
 
     Reads `<eval.output>/metrics.json` and `candidate.json`; refuses to register when the projection
@@ -479,7 +484,9 @@ def run_gate(cfg: Any) -> dict[str, Any]:
     return payload
 
 
-def promote_version(cfg: Any, version: str | None = None, force: bool = False) -> tuple[str, str | None]:
+def promote_version(
+    cfg: XibConfig, version: str | None = None, force: bool = False
+) -> tuple[str, str | None]:
     """`xib promote`: the challenger (or `version`) becomes champion if the gate passed it.
 
     Without `force`, the version's gate verdict must be `promote` and the champion must still be

@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xib.errors import XibError
 from xib.registry.versions import registry_listing
@@ -26,6 +26,9 @@ from xib.serve.batcher import Batcher, Job, QueueFull
 from xib.serve.errors import ApiError
 from xib.serve.host import Loaded, ModelHost
 from xib.serve.metrics import ServeMetrics
+
+if TYPE_CHECKING:
+    from xib.config import XibConfig
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +47,7 @@ def _usage(completions: list[Any]) -> dict[str, int]:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
-def create_app(cfg: Any, host: ModelHost, token: str | None = None) -> Any:
+def create_app(cfg: XibConfig, host: ModelHost, token: str | None = None) -> Any:
     from fastapi import FastAPI, Request
     from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
     from starlette.concurrency import run_in_threadpool
@@ -303,6 +306,6 @@ def create_app(cfg: Any, host: ModelHost, token: str | None = None) -> Any:
 ROUTES = {"/", "/health", "/metrics", "/admin/reload", "/v1/models", "/v1/chat/completions"}
 
 
-def bearer_token(cfg: Any) -> str | None:
+def bearer_token(cfg: XibConfig) -> str | None:
     """The token requests must carry, from the environment variable `serve.token_env` names."""
     return os.environ.get(str(cfg.serve.token_env)) or None

@@ -7,10 +7,13 @@ import base64
 import binascii
 import io
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xib.runtime.runner import decode_flac
 from xib.serve.errors import bad, too_large
+
+if TYPE_CHECKING:
+    from xib.data.config import ValidateConfig
 
 DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?:;[\w-]+=[^;,]*)*;base64,(?P<data>.*)$", re.S)
 IMAGE_MIMES = {"image/png", "image/jpeg", "image/jpg", "image/webp", "image/gif", "image/bmp"}
@@ -52,7 +55,7 @@ def image_url(url: Any, where: str, limit: int) -> bytes:
     return b64(match.group("data"), where, limit)
 
 
-def decode_media(modality: str, data: bytes, fmt: str, where: str, vcfg: Any) -> Any:
+def decode_media(modality: str, data: bytes, fmt: str, where: str, vcfg: ValidateConfig) -> Any:
     """Decoded media as `Runner.encode_array` reads it, or a 400/413 naming `where` and the rule."""
     from xib.data import media as M
 

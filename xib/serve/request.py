@@ -18,10 +18,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xib.serve.errors import ApiError, bad
 from xib.serve.media import FORMATS, b64, decode_media, image_url
+
+if TYPE_CHECKING:
+    from xib.data.config import ValidateConfig
+    from xib.serve.config import ServeConfig
 
 KNOWN = {"model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "n", "stop",
          "seed", "stream", "stream_options", "user"}  # fmt: skip
@@ -91,7 +95,7 @@ def _parts(content: Any, where: str, role: str) -> list[dict[str, Any]]:
     return content
 
 
-def _media(part: dict[str, Any], where: str, vcfg: Any) -> tuple[str, Any]:
+def _media(part: dict[str, Any], where: str, vcfg: ValidateConfig) -> tuple[str, Any]:
     kind = part["type"]
     modality = PART_MODALITY[kind]
     inner = part.get(kind)
@@ -109,7 +113,7 @@ def _media(part: dict[str, Any], where: str, vcfg: Any) -> tuple[str, Any]:
     return modality, decode_media(modality, data, str(fmt), f"{where}.{kind}", vcfg)
 
 
-def parse_chat(body: Any, scfg: Any, vcfg: Any) -> ChatRequest:
+def parse_chat(body: Any, scfg: ServeConfig, vcfg: ValidateConfig) -> ChatRequest:
     """Check and decode a request body; `scfg` is `cfg.serve`, `vcfg` the ingest rules (`data.validate`)."""
     if not isinstance(body, dict):
         raise bad("body", "must be a JSON object")

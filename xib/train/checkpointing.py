@@ -20,11 +20,14 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xib.errors import XibError
 from xib.io import write_json
 from xib.train import signing
+
+if TYPE_CHECKING:
+    from xib.config import XibConfig
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +87,7 @@ _NOT_RECIPE = {
 }
 
 
-def recipe_hash(cfg: Any) -> str:
+def recipe_hash(cfg: XibConfig) -> str:
     """What the trained weights depend on: the training recipe, the projection, the prompts, the
     modality and its instruction data. A checkpoint of another recipe is never resumed."""
     import hashlib
@@ -105,7 +108,7 @@ def recipe_hash(cfg: Any) -> str:
     return digest.hexdigest()[:16]
 
 
-def expectations(cfg: Any, world: int, features_key: str, llm_fp: str) -> dict[str, Any]:
+def expectations(cfg: XibConfig, world: int, features_key: str, llm_fp: str) -> dict[str, Any]:
     """What a checkpoint must have been saved with to be resumed by this run."""
     return {
         "world_size": world,

@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xib.errors import XibError
 from xib.net import free_port
@@ -23,10 +23,13 @@ from xib.train.config import LAUNCHERS
 from xib.train.determinism import pinned_env
 from xib.train.lifeline import child_dies_with_me
 
+if TYPE_CHECKING:
+    from xib.config import XibConfig
+
 REPO = Path(__file__).resolve().parents[2]
 
 
-def write_run_config(cfg: Any, modality: str) -> Path:
+def write_run_config(cfg: XibConfig, modality: str) -> Path:
     from dataclasses import replace
 
     from xib.io import atomic_path
@@ -39,7 +42,7 @@ def write_run_config(cfg: Any, modality: str) -> Path:
     return path
 
 
-def worker_env(cfg: Any, run_id: str = "", llm_fp: str = "") -> dict[str, str]:
+def worker_env(cfg: XibConfig, run_id: str = "", llm_fp: str = "") -> dict[str, str]:
     from xib.train.lifeline import LAUNCHER_ENV, identity
 
     env = dict(os.environ)
@@ -65,7 +68,7 @@ def worker_env(cfg: Any, run_id: str = "", llm_fp: str = "") -> dict[str, str]:
     return env
 
 
-def command_line(cfg: Any, config_path: Path, port: int | None = None) -> list[str]:
+def command_line(cfg: XibConfig, config_path: Path, port: int | None = None) -> list[str]:
     """The launcher command. Multi-node: see docs/TRAINING.md (torchrun env / deepspeed hostfile)."""
     tc = cfg.train
     worker = ["-m", "xib.train.worker", "--config", str(config_path)]
@@ -169,7 +172,7 @@ class ProgressView:
             self.bar.close()
 
 
-def run_alignment(cfg: Any, modality: str, quiet: bool = False, track: bool = True) -> int:
+def run_alignment(cfg: XibConfig, modality: str, quiet: bool = False, track: bool = True) -> int:
     """Train `modality`'s projection; returns the launcher's exit status (0 = success)."""
     from xib.config import MODALITIES
 
@@ -214,7 +217,7 @@ def run_alignment(cfg: Any, modality: str, quiet: bool = False, track: bool = Tr
     return status
 
 
-def planned_world_size(cfg: Any) -> int | None:
+def planned_world_size(cfg: XibConfig) -> int | None:
     """How many ranks the launch will start (None where only the launcher finds out)."""
     tc = cfg.train
     if tc.launcher == "none":
@@ -261,7 +264,9 @@ def _run_in_process(config_path: Path, run_id: str, llm_fp: str) -> int:
                 os.environ[name] = value
 
 
-def _run_subprocess(cfg: Any, modality: str, config_path: Path, run_id: str, quiet: bool, llm_fp: str) -> int:
+def _run_subprocess(
+    cfg: XibConfig, modality: str, config_path: Path, run_id: str, quiet: bool, llm_fp: str
+) -> int:
     port = int(cfg.train.master_port) or free_port()
     cmd = command_line(cfg, config_path, port)
     view = ProgressView(modality, quiet)

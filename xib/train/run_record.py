@@ -15,9 +15,12 @@ import json
 import logging
 import socket
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xib.errors import XibError
+
+if TYPE_CHECKING:
+    from xib.config import XibConfig
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +98,7 @@ def mark_crashed(client: Any, experiment_id: str, modality: str, keep: str = "")
 
 
 def open_or_continue(
-    cfg: Any, modality: str, tags: dict[str, str], ckpt_dir: Path, resume_tag: str | None
+    cfg: XibConfig, modality: str, tags: dict[str, str], ckpt_dir: Path, resume_tag: str | None
 ) -> tuple[str, bool]:
     """The run this launch logs into, and whether it continues an earlier one (the one that wrote
     `resume_tag`, the checkpoint the workers will resume from)."""
