@@ -69,8 +69,8 @@ def _gate_checks(tags: Mapping[str, str]) -> list[dict[str, Any]]:
 
 def collect_registry(cfg: XibConfig) -> dict[str, Any]:
     """Every version of `cfg.gate.model_name` with its verdict, reasons, metrics and aliases."""
-    uri = str(cfg.infra.mlflow_tracking_uri)
-    name = str(cfg.gate.model_name)
+    uri = cfg.infra.mlflow_tracking_uri
+    name = cfg.gate.model_name
     floors = {str(k): float(v) for k, v in cfg.gate.floors.items()}
     view: dict[str, Any] = {
         "uri": uri,
@@ -81,7 +81,7 @@ def collect_registry(cfg: XibConfig) -> dict[str, Any]:
         "ui": "",
     }
     view["policy"] = {
-        "tolerance": float(cfg.gate.tolerance),
+        "tolerance": cfg.gate.tolerance,
         "tolerances": {str(k): float(v) for k, v in cfg.gate.tolerances.items()},
         "no_drop": [str(m) for m in cfg.gate.no_drop],
         "compare": [str(m) for m in cfg.gate.compare],
@@ -304,7 +304,7 @@ def collect_runs(cfg: XibConfig, root: Path) -> dict[str, Any]:
     """Recent flow runs from the configured Prefect API, or from the local database Prefect's
     temporary API keeps (what `xib demo` uses), or a note saying there is neither."""
     dash = cfg.infra.dashboard
-    limit, timeout = int(dash.flow_runs), float(dash.api_timeout_s)
+    limit, timeout = dash.flow_runs, dash.api_timeout_s
     api = str(cfg.infra.prefect_api_url or "") or os.environ.get("PREFECT_API_URL", "")
     view: dict[str, Any] = {"runs": [], "note": None, "scheduled": 0}
     if api:
@@ -387,7 +387,7 @@ def collect_data_versions(cfg: XibConfig, root: Path) -> dict[str, Any]:
         view["records"].append(
             {"stage": body.get("stage", record.stem), "key": body.get("key", ""), "done": stamp}
         )
-    world = Path(str(cfg.paths.data)) / "world"
+    world = Path(cfg.paths.data) / "world"
     for manifest in sorted(world.glob("*/*/manifest.parquet")) if world.is_dir() else []:
         digest = hashlib.sha256(manifest.read_bytes()).hexdigest()
         view["manifests"].append(
@@ -444,12 +444,12 @@ def write_dashboard(cfg: XibConfig, output: str | os.PathLike[str] | None = None
     from xib.dashboard_training import collect_eval, collect_rows, collect_training
     from xib.io import write_bytes
 
-    root = Path(str(cfg.paths.root)).resolve()
+    root = Path(cfg.paths.root).resolve()
     data = {**collect_data_versions(cfg, root), "rows": collect_rows(cfg)}
     page = render(
         collect_registry(cfg), collect_runs(cfg, root), data, collect_training(cfg), collect_eval(cfg)
     )
-    path = Path(output or str(cfg.infra.dashboard.output))
+    path = Path(output or cfg.infra.dashboard.output)
     write_bytes(path, page.encode())
     return path
 

@@ -81,10 +81,10 @@ def comparable_kind_pairs() -> list[tuple[str, str]]:
 def heldout_kind_pairs(corpus_cfg: CorpusConfig) -> list[tuple[str, str]]:
     """The unordered kind pairs kept out of the corpus's comparisons (the ceiling's test set)."""
     pairs = comparable_kind_pairs()
-    count = int(corpus_cfg.heldout_kind_pairs)
+    count = corpus_cfg.heldout_kind_pairs
     if not 0 <= count < len(pairs):
         raise ValueError(f"data.corpus.heldout_kind_pairs must be in [0, {len(pairs)}), got {count}")
-    return sorted(random.Random(int(corpus_cfg.seed)).sample(pairs, count))
+    return sorted(random.Random(corpus_cfg.seed).sample(pairs, count))
 
 
 def comparisons(
@@ -166,14 +166,14 @@ def corpus_lines(cfg: XibConfig) -> list[str]:
     # Every input is named by its cue here, whatever the prompts over soft tokens use
     # (`use_cues`): the LLM learns the cue words, and a cue switch does not re-pre-train it.
     cues = prompt_cfg.cues
-    rng = random.Random(int(corpus_cfg.seed))
+    rng = random.Random(corpus_cfg.seed)
     modalities = list(corpus_cfg.modalities)
     lines: list[str] = []
 
     all_facts = [fact for kind in KINDS for fact in facts(kind)]
-    lines += [rng.choice(all_facts) for _ in range(int(corpus_cfg.fact_lines))]
+    lines += [rng.choice(all_facts) for _ in range(corpus_cfg.fact_lines)]
 
-    for _ in range(int(corpus_cfg.caption_lines)):
+    for _ in range(corpus_cfg.caption_lines):
         kind, modality = rng.choice(KINDS), rng.choice(modalities)
         shown = render_text([Slot(0, modality)], [caption(kind, modality)], cues)
         template = rng.choice(list(corpus_cfg.caption_templates))
@@ -181,7 +181,7 @@ def corpus_lines(cfg: XibConfig) -> list[str]:
 
     # What the comparisons ask about, said of each kind and of each caption: the attributes a
     # comparison needs, so held-out pairs can be answered by composing caption -> kind -> attribute.
-    for _ in range(int(corpus_cfg.knowledge_lines)):
+    for _ in range(corpus_cfg.knowledge_lines):
         kind, modality = rng.choice(KINDS), rng.choice(modalities)
         subject = (
             render_text([Slot(0, modality)], [caption(kind, modality)], cues)
@@ -191,7 +191,7 @@ def corpus_lines(cfg: XibConfig) -> list[str]:
         lines.append(f"{subject} {rng.choice(knowledge(kind, corpus_cfg))}.".strip())
 
     items = _instruction_items(cfg)
-    for _ in range(int(corpus_cfg.instruction_lines)):
+    for _ in range(corpus_cfg.instruction_lines):
         modality, instruction, answer_kind = rng.choice(items)
         kind = rng.choice(KINDS)
         if answer_kind == "caption":
@@ -206,7 +206,7 @@ def corpus_lines(cfg: XibConfig) -> list[str]:
     held = set(heldout_kind_pairs(corpus_cfg))
     seen = [p for p in comparable_kind_pairs() if p not in held]
     universe = comparisons(list(corpus_cfg.comparison_pairs), seen, prompt_cfg)
-    count = int(corpus_cfg.comparison_lines)
+    count = corpus_cfg.comparison_lines
     # Whole shuffled passes over every seen comparison: each pass has exactly balanced answers.
     while count > 0:
         batch = universe[:]

@@ -162,7 +162,7 @@ def build_pair_from_world(cfg: XibConfig, pair: str, split: str) -> list[dict[st
     dcfg = cfg.data.discrn
     rng = random.Random(f"{dcfg.seed}|{pair}|{split}")
     m1, m2 = PAIRS[pair]
-    n = int(dcfg.examples_per_pair)
+    n = dcfg.examples_per_pair
     if n <= 0 or n % 4:
         raise XibError(f"data.discrn.examples_per_pair={n}: must be a positive multiple of 4 (exact balance)")
     pools = {m1: load_pool(cfg, m1, split), m2: load_pool(cfg, m2, split)}
@@ -175,7 +175,7 @@ def build_pair_from_world(cfg: XibConfig, pair: str, split: str) -> list[dict[st
     quota = {(o, y): n // 4 for o in (0, 1) for y in (0, 1)}
     chosen: list[tuple[PoolItem, PoolItem, Any, int, int]] = []  # (x of m1, z of m2, question, order, label)
     seen: set[tuple[str, str, str]] = set()
-    attempts, max_attempts = 0, int(dcfg.max_attempts_per_example) * n
+    attempts, max_attempts = 0, dcfg.max_attempts_per_example * n
     with tqdm(total=n, desc=f"discrn {pair} {split}", unit="ex", leave=False) as bar:
         while len(chosen) < n:
             attempts += 1
@@ -190,7 +190,7 @@ def build_pair_from_world(cfg: XibConfig, pair: str, split: str) -> list[dict[st
             anchor_mod, other_mod = (m1, m2) if attempts % 2 else (m2, m1)
             anchor = rng.choice(pools[anchor_mod])
             others = [p for p in pools[other_mod] if p.entity_id != anchor.entity_id]
-            sample = rng.sample(others, min(int(dcfg.candidate_sample), len(others)))
+            sample = rng.sample(others, min(dcfg.candidate_sample, len(others)))
             scored = [
                 (-embedder.similarity(describe(anchor), describe(c)), pos, c)
                 for pos, c in enumerate(sample)
@@ -199,7 +199,7 @@ def build_pair_from_world(cfg: XibConfig, pair: str, split: str) -> list[dict[st
             if not scored:
                 continue
             scored.sort(key=lambda t: (t[0], t[1]))
-            partner = rng.choice(scored[: max(1, int(dcfg.hard_top_k))])[2]
+            partner = rng.choice(scored[: max(1, dcfg.hard_top_k)])[2]
             x, z = (anchor, partner) if anchor_mod == m1 else (partner, anchor)
             question, natural = rng.choice(applicable_questions(x.kind, z.kind))
             key = (x.item_id, z.item_id, question.text)
@@ -236,10 +236,10 @@ def discrn_splits(cfg: XibConfig) -> list[str]:
     dcfg = cfg.data.discrn
     select = str(dcfg.select_split or "")
     if dcfg.source != "world" or not select:
-        return [str(dcfg.split)]
+        return [dcfg.split]
     if select == dcfg.split:
         raise XibError(f"data.discrn.select_split={select!r}: must differ from data.discrn.split")
-    return [select, str(dcfg.split)]
+    return [select, dcfg.split]
 
 
 def build_discrn(cfg: XibConfig) -> dict[str, dict[str, Any]]:

@@ -66,9 +66,7 @@ def released_media(cfg: XibConfig, modality: str, sample_id: str, start: int) ->
     dcfg = cfg.data.discrn
     pattern = str(dcfg.released_patterns[modality])
     try:
-        relative = pattern.format(
-            id=sample_id, start=start, view=int(dcfg.image_view), points=int(dcfg.pc_points)
-        )
+        relative = pattern.format(id=sample_id, start=start, view=dcfg.image_view, points=dcfg.pc_points)
     except (KeyError, IndexError, ValueError) as err:
         raise DataError(
             f"data.discrn.released_patterns.{modality}",
@@ -105,7 +103,7 @@ def _present(cfg: XibConfig, modality: str, relative: str, file: str, row: int) 
         return False
     limits = cfg.data.limits
     try:
-        check_media(modality, read_regular(path, int(limits.max_media_bytes), row), limits, str(path))
+        check_media(modality, read_regular(path, limits.max_media_bytes, row), limits, str(path))
     except DataError as err:
         raise DataError(
             err.file, err.rule, detail=f"{file} row {row}" + (f": {err.detail}" if err.detail else "")
@@ -129,8 +127,8 @@ def read_released(cfg: XibConfig, pair: str, path: str) -> list[dict[str, Any]]:
         raise XibError(
             f"data.discrn.released_modalities.{pair}={modalities}: must be an order of {PAIRS[pair]}"
         )
-    max_chars = int(cfg.data.validate.max_caption_chars)
-    invisible = str(cfg.data.limits.invisible_chars)
+    max_chars = cfg.data.validate.max_caption_chars
+    invisible = cfg.data.limits.invisible_chars
     base: list[tuple[dict[str, Any], int]] = []
     missing_media = 0
     for row, entry in enumerate(data, start=1):
@@ -223,7 +221,7 @@ def build_released(cfg: XibConfig) -> dict[str, dict[str, Any]]:
             "data.discrn.released: no released DisCRn file set "
             f"(data.discrn.released.<pair>=<file> for a pair of {sorted(PAIRS)})"
         )
-    split = str(dcfg.split)
+    split = dcfg.split
     converted = {pair: read_released(cfg, pair, path) for pair, path in files.items()}
     for pair, records in converted.items():
         write_json(discrn_path(cfg, pair, split), records)

@@ -140,18 +140,18 @@ def generate_world(cfg: XibConfig, progress: bool = True, corpus: bool = True) -
     from xib.io import atomic_path
 
     world = cfg.data.world
-    seed = int(world.seed)
+    seed = world.seed
     splits = list(world.splits)
-    entities = sample_entities(seed, int(world.entities_per_kind), dict(world.splits))
+    entities = sample_entities(seed, world.entities_per_kind, dict(world.splits))
     plan: dict[str, dict[str, list[PlannedItem]]] = {}
     for modality in MODALITIES:
-        items = plan_items(entities, modality, int(world.items_per_modality), seed)
+        items = plan_items(entities, modality, world.items_per_modality, seed)
         plan[modality] = {split: [it for it in items if it.split == split] for split in splits}
 
     world_dict = to_dict(world)
-    tasks = [(world_dict, seed, chunk) for chunk in _chunks(plan, max(1, int(world.chunk_items)))]
+    tasks = [(world_dict, seed, chunk) for chunk in _chunks(plan, max(1, world.chunk_items))]
     total = sum(len(chunk) for _, _, chunk in tasks)
-    workers = max(1, int(world.workers))
+    workers = max(1, world.workers)
     target = world_dir(cfg)
     started = time.perf_counter()
     summary: dict[str, Any] = {"items": {}, "bytes": {}, "seconds": {}}

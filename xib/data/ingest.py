@@ -303,11 +303,11 @@ def hash_split(entity_id: str, fractions: dict[str, float], seed: int) -> str:
 
 
 def assign_split(row: SourceRow, ingest_cfg: IngestConfig) -> str:
-    mode = str(ingest_cfg.split)
+    mode = ingest_cfg.split
     if mode == "auto":
         mode = "source" if row.source_split else "hash"
     if mode == "hash":
-        return hash_split(row.entity_id, dict(ingest_cfg.splits), int(ingest_cfg.seed))
+        return hash_split(row.entity_id, dict(ingest_cfg.splits), ingest_cfg.seed)
     if mode == "source":
         split = _SOURCE_SPLIT_NAMES.get(row.source_split.lower())
         if split is None:
@@ -345,7 +345,7 @@ def _convert_audio(
     data: bytes, samples: np.ndarray, info: dict[str, Any], cfg: IngestConfig, key: str
 ) -> Converted:
     rate = int(info["sample_rate"])
-    target = int(cfg.sample_rate) or rate
+    target = cfg.sample_rate or rate
     done = list(info["converted"])
     if target != rate:
         from math import gcd
@@ -365,7 +365,7 @@ def _convert_audio(
 def _convert_pc(
     data: bytes, points: np.ndarray, info: dict[str, Any], cfg: IngestConfig, key: str
 ) -> Converted:
-    want = int(cfg.points)
+    want = cfg.points
     done = list(info["converted"])
     if want and len(points) != want:
         seed = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big")
@@ -381,7 +381,7 @@ def _convert_pc(
 def _convert_video(
     data: bytes, frames: np.ndarray, info: dict[str, Any], cfg: IngestConfig, key: str
 ) -> Converted:
-    want, size = int(cfg.video_frames), int(cfg.video_size)
+    want, size = cfg.video_frames, cfg.video_size
     fps = float(info["fps"])
     done = []
     if want and len(frames) != want:
@@ -396,8 +396,8 @@ def _convert_video(
             done.append(f"resize {info['width']}x{info['height']} -> {side}x{side}")
     if done:
         fps = float(cfg.video_fps)
-        data = media.encode_video(frames, fps=int(cfg.video_fps))
-        done.append(f"re-encoded at {int(cfg.video_fps)} fps")
+        data = media.encode_video(frames, fps=cfg.video_fps)
+        done.append(f"re-encoded at {cfg.video_fps} fps")
     meta = {
         "width": frames.shape[2],
         "height": frames.shape[1],
@@ -427,7 +427,7 @@ def convert_medium(
 
     limits = cfg.data.limits
     where = f"{Path(row.file).name} row {row.row}"
-    data = read_regular(media_path, int(limits.max_media_bytes), row=row.row)
+    data = read_regular(media_path, limits.max_media_bytes, row=row.row)
     try:
         array, info = check_media(modality, data, limits, name=str(media_path))
     except DataError as err:
@@ -493,23 +493,23 @@ def ingest(cfg: XibConfig) -> dict[str, Any]:
     from tqdm import tqdm
 
     icfg = cfg.data.ingest
-    fmt = str(icfg.format)
+    fmt = icfg.format
     if fmt not in FORMATS:
         raise DataError("data.ingest.format", f"format is one of {sorted(FORMATS)}", detail=repr(fmt))
-    if str(icfg.on_missing) not in ("skip", "error"):
-        raise DataError("data.ingest.on_missing", "on_missing is skip or error", detail=str(icfg.on_missing))
-    path = Path(str(icfg.path))
-    if not str(icfg.path) or not (path.is_file() or (fmt == "audiocaps" and path.is_dir())):
+    if icfg.on_missing not in ("skip", "error"):
+        raise DataError("data.ingest.on_missing", "on_missing is skip or error", detail=icfg.on_missing)
+    path = Path(icfg.path)
+    if not icfg.path or not (path.is_file() or (fmt == "audiocaps" and path.is_dir())):
         raise DataError(str(path), "annotation file exists (data.ingest.path)")
-    media_dir = Path(str(icfg.media_dir)) if str(icfg.media_dir) else (path if path.is_dir() else path.parent)
+    media_dir = Path(icfg.media_dir) if icfg.media_dir else (path if path.is_dir() else path.parent)
     if not media_dir.is_dir():
         raise DataError(str(media_dir), "media folder exists (data.ingest.media_dir)")
     started = time.perf_counter()
 
-    ctx = Context(cfg.data.limits, icfg, int(cfg.data.validate.max_caption_chars))
+    ctx = Context(cfg.data.limits, icfg, cfg.data.validate.max_caption_chars)
     rows = READERS[fmt](path, ctx)
-    if int(icfg.limit) > 0:
-        rows = rows[: int(icfg.limit)]
+    if icfg.limit > 0:
+        rows = rows[: icfg.limit]
     seen: dict[str, SourceRow] = {}
     for row in rows:
         first = seen.setdefault(row.item_id, row)
@@ -521,7 +521,7 @@ def ingest(cfg: XibConfig) -> dict[str, Any]:
                 detail=f"{row.item_id} also at {first.file} row {first.row}",
             )
 
-    kept, missing, views_absent = _resolve(rows, media_dir, str(icfg.on_missing))
+    kept, missing, views_absent = _resolve(rows, media_dir, icfg.on_missing)
     if not kept:
         raise DataError(
             str(path), "at least one row has its media file", detail=f"{missing} missing in {media_dir}"
@@ -545,7 +545,7 @@ def ingest(cfg: XibConfig) -> dict[str, Any]:
                 groups.setdefault(row.media, []).append(row)  # type: ignore[arg-type]
             records = []
             used: set[str] = set()
-            with ShardWriter(staged[(modality, split)], max_items=int(icfg.shard_items)) as writer:
+            with ShardWriter(staged[(modality, split)], max_items=icfg.shard_items) as writer:
                 for media_path, group in groups.items():
                     key = _member_key(fmt, media_path, used)
                     converted, source = convert_medium(modality, media_path, group[0], cfg, key)

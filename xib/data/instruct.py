@@ -278,11 +278,9 @@ class QAResult:
 
 def generate_qa(items: Sequence[Item], generator: QAGenerator, icfg: InstructConfig) -> QAResult:
     """Answer -> question -> round trip for every item, filtered; one list of kept pairs per item."""
-    proposals = generator.propose(items, int(icfg.qa_per_item))
+    proposals = generator.propose(items, icfg.qa_per_item)
     pairs = [
-        (item, answer)
-        for item, answers in zip(items, proposals)
-        for answer in answers[: int(icfg.qa_per_item)]
+        (item, answer) for item, answers in zip(items, proposals) for answer in answers[: icfg.qa_per_item]
     ]
     questions = generator.ask(pairs) if pairs else []
     trips = generator.answer([(item, q) for (item, _), q in zip(pairs, questions)]) if pairs else []
@@ -290,9 +288,7 @@ def generate_qa(items: Sequence[Item], generator: QAGenerator, icfg: InstructCon
     records: list[dict[str, Any]] = []
     per_item: Counter = Counter()
     for (item, answer), question, trip in zip(pairs, questions, trips):
-        verdict = judge(
-            answer, question, trip, item.caption, float(icfg.fuzzy_threshold), int(icfg.min_answer_chars)
-        )
+        verdict = judge(answer, question, trip, item.caption, icfg.fuzzy_threshold, icfg.min_answer_chars)
         verdicts[verdict.reason] += 1
         if not verdict.keep:
             continue
@@ -414,7 +410,7 @@ def check_config(icfg: InstructConfig) -> None:
     for attribute in {a for attrs in icfg.qa_attributes.values() for a in attrs}:
         if not icfg.questions.get(attribute):
             raise XibError(f"data.instruct.questions.{attribute}: no question wordings")
-    if float(icfg.fuzzy_threshold) < 0 or float(icfg.fuzzy_threshold) >= 100:
+    if icfg.fuzzy_threshold < 0 or icfg.fuzzy_threshold >= 100:
         raise XibError("data.instruct.fuzzy_threshold must be in [0, 100)")
 
 

@@ -23,7 +23,7 @@ REQUIRED = ("item_id", "instruction", "answer")
 
 
 def instruct_path(cfg: XibConfig, modality: str, split: str) -> Path:
-    return Path(str(cfg.paths.data)) / "instruct" / modality / f"{split}.jsonl"
+    return Path(cfg.paths.data) / "instruct" / modality / f"{split}.jsonl"
 
 
 def read_instructions(path: str | Path) -> list[dict[str, Any]]:

@@ -87,7 +87,7 @@ def ensure_repo(cfg: XibConfig) -> Path:
 
 def remote_url(cfg: XibConfig) -> str:
     """The configured remote as DVC wants it: URLs as they are, local folders absolute."""
-    url = str(cfg.infra.dvc_remote_url)
+    url = cfg.infra.dvc_remote_url
     if "://" in url:
         return url
     # relative paths in DVC config are relative to .dvc/, not to where the user stood
@@ -103,7 +103,7 @@ def configure_remote(cfg: XibConfig) -> str:
     from dvc.config import Config
 
     root = ensure_repo(cfg)
-    name, url = str(cfg.infra.dvc_remote), remote_url(cfg)
+    name, url = cfg.infra.dvc_remote, remote_url(cfg)
     if not name:
         raise XibError("infra.dvc_remote is empty: name the DVC remote")
     if "://" not in url:
@@ -115,8 +115,8 @@ def configure_remote(cfg: XibConfig) -> str:
             section["endpointurl"] = endpoint
         # DVC's S3 remote takes whole seconds; without them a stalled transfer hangs `dvc push`
         retry = cfg.infra.retry
-        section["connect_timeout"] = str(math.ceil(float(retry.storage_connect_timeout_s)))
-        section["read_timeout"] = str(math.ceil(float(retry.storage_read_timeout_s)))
+        section["connect_timeout"] = str(math.ceil(retry.storage_connect_timeout_s))
+        section["read_timeout"] = str(math.ceil(retry.storage_read_timeout_s))
     with Config(dvc_dir=str(root / ".dvc")).edit("local") as conf:
         conf["remote"][name] = section
         conf["core"]["remote"] = name

@@ -46,8 +46,8 @@ COLUMNS = (
 
 
 def _variant_root(cfg: XibConfig, name: str) -> Path:
-    main = Path(str(cfg.paths.artifacts)).resolve()
-    root = Path(str(cfg.eval.ablate.workdir)).resolve() / name
+    main = Path(cfg.paths.artifacts).resolve()
+    root = Path(cfg.eval.ablate.workdir).resolve() / name
     root.mkdir(parents=True, exist_ok=True)
     for sub in SHARED:
         link = root / sub
@@ -92,10 +92,8 @@ def run_ablations(cfg: XibConfig, cfg_overrides: list[str]) -> Path:
     for name, variant in variants.items():
         log.info("ablation %s: %s", name, variant)
         results[name] = run_variant(cfg_overrides, name, variant, modalities)
-    report = Path(str(cfg.eval.ablate.report))
-    write_json(
-        Path(str(cfg.eval.ablate.workdir)) / "results.json", {"variants": variants, "results": results}
-    )
+    report = Path(cfg.eval.ablate.report)
+    write_json(Path(cfg.eval.ablate.workdir) / "results.json", {"variants": variants, "results": results})
     plot = _plot(results, report.with_suffix(".png"))
     command = "xib ablate " + " ".join(cfg_overrides)
     with atomic_path(report) as tmp:

@@ -114,10 +114,10 @@ def run_seeds(cfg: XibConfig, cfg_overrides: list[str], in_process: bool = False
     seeds = [int(s) for s in scfg.seeds]
     if not recipes or not seeds:
         raise XibError("eval.seeds.seeds and eval.seeds.recipes must both be non-empty")
-    workdir = Path(str(scfg.workdir)).resolve()
+    workdir = Path(scfg.workdir).resolve()
     first_recipe = next(iter(recipes))
     results: dict[str, dict[str, Any]] = {name: {} for name in recipes}
-    adopted = Path(str(scfg.adopt_first)).resolve() if str(scfg.adopt_first) else None
+    adopted = Path(scfg.adopt_first).resolve() if scfg.adopt_first else None
     for seed in seeds:
         shared = recipe_root(workdir, seed, first_recipe)
         for name, extra in recipes.items():
@@ -136,7 +136,7 @@ def run_seeds(cfg: XibConfig, cfg_overrides: list[str], in_process: bool = False
                     overrides, recipe_root(workdir, seed, name), first, None if first else shared, in_process
                 )
             write_json(workdir / "results.json", {"recipes": recipes, "seeds": seeds, "results": results})
-    report = Path(str(scfg.report))
+    report = Path(scfg.report)
     command = ("xib seeds " + " ".join(cfg_overrides)).strip()
     with atomic_path(report) as tmp:
         tmp.write_text(markdown(results, list(cfg.eval.discrn.pairs), seeds, recipes, command))

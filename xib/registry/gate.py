@@ -162,7 +162,7 @@ def decide_with_policy(
         candidate,
         champion,
         floors=dict(gate_cfg.floors),
-        tolerance=float(gate_cfg.tolerance),
+        tolerance=gate_cfg.tolerance,
         no_drop=list(gate_cfg.no_drop),
         compare=list(gate_cfg.compare),
         tolerances=dict(gate_cfg.tolerances),

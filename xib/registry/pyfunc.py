@@ -85,8 +85,8 @@ def candidate_artifacts(cfg: XibConfig, staging: Path, provenance: Mapping[str, 
     prov_file = staging / "provenance.json"
     prov_file.write_text(json.dumps(dict(provenance), indent=2, sort_keys=True, default=str))
     artifacts[PROVENANCE_ARTIFACT] = str(prov_file)
-    if bool(cfg.gate.bundle_frozen):
-        llm = Path(str(cfg.model.llm.path))
+    if cfg.gate.bundle_frozen:
+        llm = Path(cfg.model.llm.path)
         if not (llm / "config.json").is_file():
             raise XibError(f"{llm}: no LLM to bundle with the candidate (run `xib bootstrap`)")
         artifacts["llm"] = str(llm)

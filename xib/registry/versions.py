@@ -15,7 +15,7 @@ def resolve(cfg: XibConfig, ref: str) -> str:
     """The version `ref` (alias or number) names now, or an XibError saying what exists."""
     from xib.registry.registry import alias_version, client
 
-    name = str(cfg.gate.model_name)
+    name = cfg.gate.model_name
     if ref.isdigit():
         from mlflow.exceptions import MlflowException
 
@@ -53,7 +53,7 @@ def registry_listing(cfg: XibConfig) -> tuple[list[str], dict[str, str]]:
     from xib.registry.registry import client
 
     mc = client(cfg)
-    name = str(cfg.gate.model_name)
+    name = cfg.gate.model_name
     versions = sorted((str(v.version) for v in mc.search_model_versions(f"name='{name}'")), key=int)
     model = mc.get_registered_model(name) if versions else None
     aliases = {str(k): str(v) for k, v in (getattr(model, "aliases", None) or {}).items()}

@@ -22,12 +22,12 @@ def projection_dirs(artifacts_dir: Path) -> dict[str, Path]:
 
 def checkpoint_dirs(cfg: XibConfig) -> dict[str, Path]:
     """`artifacts/align/<m>/` of every modality `cfg.eval.modalities` names; all must exist."""
-    found = projection_dirs(Path(str(cfg.paths.artifacts)))
+    found = projection_dirs(Path(cfg.paths.artifacts))
     wanted = list(cfg.eval.modalities)
     missing = [m for m in wanted if m not in found]
     if missing:
         raise XibError(
-            f"no trained projection for {missing} under {Path(str(cfg.paths.artifacts)) / 'align'} "
+            f"no trained projection for {missing} under {Path(cfg.paths.artifacts) / 'align'} "
             f"(run `xib align modality=...`, or narrow eval.modalities)"
         )
     return {m: found[m] for m in wanted}

@@ -24,7 +24,7 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 def _registry_file(cfg: XibConfig) -> Path | None:
     from xib.mlflow_store import sqlite_path
 
-    path = sqlite_path(str(cfg.infra.mlflow_tracking_uri))
+    path = sqlite_path(cfg.infra.mlflow_tracking_uri)
     return None if path is None else path.resolve()
 
 

@@ -43,8 +43,8 @@ def question_layout(
         )
     if len(modalities) == 1:
         return instruction_prompt(modalities[0], question), [question]
-    qtext = str(prompt_cfg.discrn_qformer_text)
-    segments = discrn_prompt(list(modalities), question, str(prompt_cfg.discrn_prefix))
+    qtext = prompt_cfg.discrn_qformer_text
+    segments = discrn_prompt(list(modalities), question, prompt_cfg.discrn_prefix)
     return segments, [qtext] * len(modalities)
 
 

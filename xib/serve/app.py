@@ -58,9 +58,7 @@ def create_app(cfg: XibConfig, host: ModelHost, token: str | None = None) -> Any
 
     scfg = cfg.serve
     metrics = ServeMetrics()
-    batcher = Batcher(
-        int(scfg.max_batch_size), float(scfg.batch_wait_ms) / 1000, int(scfg.max_queue), metrics.observe_batch
-    )
+    batcher = Batcher(scfg.max_batch_size, scfg.batch_wait_ms / 1000, scfg.max_queue, metrics.observe_batch)
 
     @asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
@@ -127,7 +125,7 @@ def create_app(cfg: XibConfig, host: ModelHost, token: str | None = None) -> Any
         return current
 
     async def read_body(request: Request) -> Any:
-        limit = int(scfg.max_request_bytes)
+        limit = scfg.max_request_bytes
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit:
             raise ApiError(413, f"request body is {declared} bytes, at most {limit} (serve.max_request_bytes)",
@@ -308,4 +306,4 @@ ROUTES = {"/", "/health", "/metrics", "/admin/reload", "/v1/models", "/v1/chat/c
 
 def bearer_token(cfg: XibConfig) -> str | None:
     """The token requests must carry, from the environment variable `serve.token_env` names."""
-    return os.environ.get(str(cfg.serve.token_env)) or None
+    return os.environ.get(cfg.serve.token_env) or None

@@ -35,7 +35,7 @@ class Loaded:
 class ModelHost:
     def __init__(self, cfg: XibConfig, ref: str, loader: Any = load_version) -> None:
         self.cfg, self.ref, self.loader = cfg, str(ref), loader
-        self.name = str(cfg.gate.model_name)
+        self.name = cfg.gate.model_name
         self.current: Loaded | None = None
         self.error: str | None = None  # why the first load failed, for /health and 503s
         self.switches = 0

@@ -101,7 +101,7 @@ def _media(part: dict[str, Any], where: str, vcfg: ValidateConfig) -> tuple[str,
     inner = part.get(kind)
     if not isinstance(inner, dict):
         raise bad(f"{where}.{kind}", "must be an object")
-    limit = int(vcfg.max_media_bytes)
+    limit = vcfg.max_media_bytes
     if kind == "image_url":
         data = image_url(inner.get("url"), f"{where}.image_url.url", limit)
         return modality, decode_media(modality, data, "", f"{where}.image_url", vcfg)
@@ -126,8 +126,8 @@ def parse_chat(body: Any, scfg: ServeConfig, vcfg: ValidateConfig) -> ChatReques
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise bad("messages", "must be a non-empty list")
-    if len(messages) > int(scfg.max_messages):
-        raise ApiError(413, f"messages: at most {int(scfg.max_messages)} messages (serve.max_messages)",
+    if len(messages) > scfg.max_messages:
+        raise ApiError(413, f"messages: at most {scfg.max_messages} messages (serve.max_messages)",
                        param="messages", code="too_large")  # fmt: skip
 
     turns: list[tuple[str, str]] = []  # (role, text)
@@ -146,18 +146,18 @@ def parse_chat(body: Any, scfg: ServeConfig, vcfg: ValidateConfig) -> ChatReques
             if part["type"] == "text":
                 texts.append(_text(part.get("text"), f"{here}.text").strip())
                 continue
-            if len(media) >= int(scfg.max_media_inputs):
+            if len(media) >= scfg.max_media_inputs:
                 raise bad(
                     here,
-                    f"at most {int(scfg.max_media_inputs)} media inputs per conversation: the model answers "
+                    f"at most {scfg.max_media_inputs} media inputs per conversation: the model answers "
                     "over one input, or compares two (serve.max_media_inputs)",
                 )
             media.append(_media(part, here, vcfg))
         text = " ".join(t for t in texts if t)
         chars += len(text)
         turns.append((str(role), text))
-    if chars > int(scfg.max_text_chars):
-        raise ApiError(413, f"messages: {chars} characters of text, at most {int(scfg.max_text_chars)} "
+    if chars > scfg.max_text_chars:
+        raise ApiError(413, f"messages: {chars} characters of text, at most {scfg.max_text_chars} "
                             "(serve.max_text_chars)", param="messages", code="too_large")  # fmt: skip
     last = len(messages) - 1
     if turns[-1][0] != "user":
@@ -185,8 +185,8 @@ def parse_chat(body: Any, scfg: ServeConfig, vcfg: ValidateConfig) -> ChatReques
     question = " ".join([*context, turns[-1][1]]).strip()
 
     options: dict[str, Any] = {}
-    max_tokens = _integer(body, "max_completion_tokens", 1, int(scfg.max_tokens))
-    max_tokens = _integer(body, "max_tokens", 1, int(scfg.max_tokens)) if max_tokens is None else max_tokens
+    max_tokens = _integer(body, "max_completion_tokens", 1, scfg.max_tokens)
+    max_tokens = _integer(body, "max_tokens", 1, scfg.max_tokens) if max_tokens is None else max_tokens
     if max_tokens is not None:
         options["max_new_tokens"] = max_tokens
     temperature = _number(body, "temperature", 0.0, 2.0)
@@ -205,10 +205,10 @@ def parse_chat(body: Any, scfg: ServeConfig, vcfg: ValidateConfig) -> ChatReques
         stops = [stop] if isinstance(stop, str) else stop
         if not isinstance(stops, list) or not all(isinstance(s, str) and s for s in stops):
             raise bad("stop", "must be a non-empty string or a list of them")
-        if len(stops) > int(scfg.max_stop):
-            raise bad("stop", f"at most {int(scfg.max_stop)} stop strings")
+        if len(stops) > scfg.max_stop:
+            raise bad("stop", f"at most {scfg.max_stop} stop strings")
         options["stop"] = tuple(stops)
-    n = _integer(body, "n", 1, int(scfg.max_n)) or 1
+    n = _integer(body, "n", 1, scfg.max_n) or 1
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise bad("stream", "must be true or false")

@@ -102,7 +102,7 @@ def recipe_hash(cfg: XibConfig) -> str:
         "modality": to_dict(cfg.modality),
     }
     digest = hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode())
-    instructions = Path(cfg.paths.data) / "instruct" / str(cfg.modality.name) / "train.jsonl"
+    instructions = Path(cfg.paths.data) / "instruct" / cfg.modality.name / "train.jsonl"
     if instructions.is_file():
         digest.update(instructions.read_bytes())
     return digest.hexdigest()[:16]
@@ -112,8 +112,8 @@ def expectations(cfg: XibConfig, world: int, features_key: str, llm_fp: str) -> 
     """What a checkpoint must have been saved with to be resumed by this run."""
     return {
         "world_size": world,
-        "zero_stage": int(cfg.train.zero_stage),
-        "modality": str(cfg.modality.name),
+        "zero_stage": cfg.train.zero_stage,
+        "modality": cfg.modality.name,
         "recipe": recipe_hash(cfg),
         # the frozen inputs: a checkpoint trained on another encoder's features or another LLM is stale
         "features": features_key,

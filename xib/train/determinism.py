@@ -53,7 +53,7 @@ def apply(cfg: XibConfig, threads: int) -> None:
     for var, value in pinned_env(cfg).items():
         os.environ.setdefault(var, value)
     torch.set_num_threads(max(int(threads), 1))
-    if bool(cfg.train.determinism.algorithms):
+    if cfg.train.determinism.algorithms:
         torch.use_deterministic_algorithms(True, warn_only=True)
 
 

@@ -47,7 +47,7 @@ def worker_env(cfg: XibConfig, run_id: str = "", llm_fp: str = "") -> dict[str, 
 
     env = dict(os.environ)
     env[LAUNCHER_ENV] = identity()  # the workers follow this process and die with it
-    threads = str(max(int(cfg.train.threads_per_proc), 1))
+    threads = str(max(cfg.train.threads_per_proc, 1))
     env.update({"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "PYTHONUNBUFFERED": "1"})
     env.update({k: env.get(k, v) for k, v in pinned_env(cfg).items()})
     env.setdefault("TORCH_EXTENSIONS_DIR", str(REPO / ".cache" / "torch_extensions"))
@@ -72,7 +72,7 @@ def command_line(cfg: XibConfig, config_path: Path, port: int | None = None) -> 
     """The launcher command. Multi-node: see docs/TRAINING.md (torchrun env / deepspeed hostfile)."""
     tc = cfg.train
     worker = ["-m", "xib.train.worker", "--config", str(config_path)]
-    master_port = str(port or int(tc.master_port) or free_port())
+    master_port = str(port or tc.master_port or free_port())
     if tc.launcher == "torchrun":
         nnodes = os.environ.get("XIB_NNODES", "1")
         cmd = [
@@ -80,7 +80,7 @@ def command_line(cfg: XibConfig, config_path: Path, port: int | None = None) -> 
             "-m",
             "torch.distributed.run",
             "--nproc_per_node",
-            str(int(tc.procs)),
+            str(tc.procs),
             "--nnodes",
             nnodes,
         ]
@@ -109,9 +109,9 @@ def command_line(cfg: XibConfig, config_path: Path, port: int | None = None) -> 
             )
         cmd = [runner, "--master_port", master_port]
         if tc.hostfile:
-            cmd += ["--hostfile", str(tc.hostfile)]
+            cmd += ["--hostfile", tc.hostfile]
         else:
-            cmd += ["--num_nodes", "1", "--num_accelerators", str(int(tc.procs))]
+            cmd += ["--num_nodes", "1", "--num_accelerators", str(tc.procs)]
         return cmd + ["--module", "xib.train.worker", "--config", str(config_path)]
     raise XibError(f"train.launcher={tc.launcher!r}: expected one of {', '.join(LAUNCHERS)}")
 
@@ -223,12 +223,12 @@ def planned_world_size(cfg: XibConfig) -> int | None:
     if tc.launcher == "none":
         return 1
     if tc.launcher == "torchrun":
-        return int(tc.procs) * int(os.environ.get("XIB_NNODES", "1"))
+        return tc.procs * int(os.environ.get("XIB_NNODES", "1"))
     if not tc.hostfile:
-        return int(tc.procs)
+        return tc.procs
     slots = [
         int(word.split("=", 1)[1])
-        for line in Path(str(tc.hostfile)).read_text().splitlines()
+        for line in Path(tc.hostfile).read_text().splitlines()
         for word in line.split()[1:]
         if word.startswith("slots=")
     ]
@@ -267,7 +267,7 @@ def _run_in_process(config_path: Path, run_id: str, llm_fp: str) -> int:
 def _run_subprocess(
     cfg: XibConfig, modality: str, config_path: Path, run_id: str, quiet: bool, llm_fp: str
 ) -> int:
-    port = int(cfg.train.master_port) or free_port()
+    port = cfg.train.master_port or free_port()
     cmd = command_line(cfg, config_path, port)
     view = ProgressView(modality, quiet)
     proc = subprocess.Popen(

@@ -112,7 +112,7 @@ def setup(cfg: XibConfig, rank: int, world: int, local_rank: int) -> tuple[Job, 
     }
     sampler = MixtureSampler(datasets["train"], tc.mix, cfg.seed, rank, world)
 
-    torch.manual_seed(int(cfg.seed))  # the projection's initial weights
+    torch.manual_seed(cfg.seed)  # the projection's initial weights
     built = model_setup.build(cfg, modality, stores["train"].feature_dim, device)
     steps = int(for_modality(tc, "steps", modality))
     engine = build_engine(built.objective, tc, world, steps, on_accelerator)

@@ -105,7 +105,7 @@ def open_or_continue(
     from xib.mlflow_store import use_tracking_uri
     from xib.train import tracking
 
-    client = use_tracking_uri(str(cfg.infra.mlflow_tracking_uri)).MlflowClient()
+    client = use_tracking_uri(cfg.infra.mlflow_tracking_uri).MlflowClient()
     run_id = continuable_run(client, ckpt_dir, resume_tag)
     continued = bool(run_id)
     if continued:

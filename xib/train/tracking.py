@@ -94,14 +94,14 @@ def _mlflow(cfg: XibConfig) -> Any:
     from xib.transient import apply_budgets
 
     apply_budgets(cfg.infra.retry)
-    return use_tracking_uri(str(cfg.infra.mlflow_tracking_uri))
+    return use_tracking_uri(cfg.infra.mlflow_tracking_uri)
 
 
 def tracking_service(cfg: XibConfig) -> Any:
     """A block of calls to the tracking server: a transient failure inside ends as one line."""
     from xib.transient import service, tracking_budget
 
-    return service("MLflow tracking", str(cfg.infra.mlflow_tracking_uri), tracking_budget(cfg.infra.retry))
+    return service("MLflow tracking", cfg.infra.mlflow_tracking_uri, tracking_budget(cfg.infra.retry))
 
 
 def open_run(cfg: XibConfig, modality: str, tags: dict[str, str] | None = None) -> str:
