@@ -490,37 +490,12 @@ def _no_new_folders_on_failure(cfg: XibConfig, modalities: set[str]) -> Any:
 
 def ingest(cfg: XibConfig) -> dict[str, Any]:
     """Convert `cfg.data.ingest` into `data/world/<m>/<split>/` manifests and shards; returns a summary."""
-    from tqdm import tqdm
-
     icfg = cfg.data.ingest
-    fmt = icfg.format
-    if fmt not in FORMATS:
-        raise DataError("data.ingest.format", f"format is one of {sorted(FORMATS)}", detail=repr(fmt))
-    if icfg.on_missing not in ("skip", "error"):
-        raise DataError("data.ingest.on_missing", "on_missing is skip or error", detail=icfg.on_missing)
-    path = Path(icfg.path)
-    if not icfg.path or not (path.is_file() or (fmt == "audiocaps" and path.is_dir())):
-        raise DataError(str(path), "annotation file exists (data.ingest.path)")
-    media_dir = Path(icfg.media_dir) if icfg.media_dir else (path if path.is_dir() else path.parent)
-    if not media_dir.is_dir():
-        raise DataError(str(media_dir), "media folder exists (data.ingest.media_dir)")
+    fmt, path, media_dir = _source(icfg)
     started = time.perf_counter()
 
     ctx = Context(cfg.data.limits, icfg, cfg.data.validate.max_caption_chars)
-    rows = READERS[fmt](path, ctx)
-    if icfg.limit > 0:
-        rows = rows[: icfg.limit]
-    seen: dict[str, SourceRow] = {}
-    for row in rows:
-        first = seen.setdefault(row.item_id, row)
-        if first is not row:
-            raise DataError(
-                row.file,
-                "annotation ids are unique",
-                row=row.row,
-                detail=f"{row.item_id} also at {first.file} row {first.row}",
-            )
-
+    rows = _read_rows(fmt, path, ctx, icfg.limit)
     kept, missing, views_absent = _resolve(rows, media_dir, icfg.on_missing)
     if not kept:
         raise DataError(
@@ -530,51 +505,7 @@ def ingest(cfg: XibConfig) -> dict[str, Any]:
     by_target: dict[tuple[str, str], list[SourceRow]] = {}
     for row in kept:
         by_target.setdefault((row.modality, assign_split(row, icfg)), []).append(row)
-
-    counts: dict[str, dict[str, int]] = {}
-    conversions: dict[str, int] = {}
-    with _no_new_folders_on_failure(cfg, {m for m, _ in by_target}), contextlib.ExitStack() as stack:
-        staged = {
-            target: stack.enter_context(atomic_path(manifest_path(cfg, *target).parent))
-            for target in by_target
-        }
-        progress = tqdm(total=len(kept), desc=f"ingest {fmt}", unit="item", leave=False, disable=None)
-        for (modality, split), split_rows in by_target.items():
-            groups: dict[Path, list[SourceRow]] = {}
-            for row in split_rows:
-                groups.setdefault(row.media, []).append(row)  # type: ignore[arg-type]
-            records = []
-            used: set[str] = set()
-            with ShardWriter(staged[(modality, split)], max_items=icfg.shard_items) as writer:
-                for media_path, group in groups.items():
-                    key = _member_key(fmt, media_path, used)
-                    converted, source = convert_medium(modality, media_path, group[0], cfg, key)
-                    uri = writer.write(f"{key}.{converted.ext}", converted.data)
-                    checksum = sha256(converted.data)
-                    for step in converted.conversion:
-                        kind = step.split(" ")[0]
-                        conversions[f"{modality} {kind}"] = conversions.get(f"{modality} {kind}", 0) + 1
-                    for row in group:
-                        records.append(
-                            {
-                                "id": row.item_id,
-                                "entity_id": row.entity_id,
-                                "kind": "",
-                                "modality": modality,
-                                "uri": uri,
-                                "caption": row.caption,
-                                "split": split,
-                                "source": fmt,
-                                "checksum": checksum,
-                                **converted.meta,
-                                "conversion": "; ".join([*converted.conversion, *row.notes]),
-                                "source_meta": json.dumps(source, sort_keys=True),
-                            }
-                        )
-                    progress.update(len(group))
-            write_manifest(pd.DataFrame.from_records(records), staged[(modality, split)] / MANIFEST_NAME)
-            counts.setdefault(modality, {})[split] = len(records)
-        progress.close()
+    counts, conversions = _write_targets(cfg, fmt, by_target, len(kept))
     # splits of an ingested modality that this ingest did not produce are stale (another source)
     for modality in counts:
         for split in SPLITS:
@@ -603,3 +534,108 @@ def ingest(cfg: XibConfig) -> dict[str, Any]:
     }
     write_json(Path(cfg.paths.data) / "reports" / f"ingest_{primary}.json", summary)
     return summary
+
+
+def _source(icfg: IngestConfig) -> tuple[str, Path, Path]:
+    """(format, annotation file or folder, media folder), each checked before anything is read."""
+    fmt = icfg.format
+    if fmt not in FORMATS:
+        raise DataError("data.ingest.format", f"format is one of {sorted(FORMATS)}", detail=repr(fmt))
+    if icfg.on_missing not in ("skip", "error"):
+        raise DataError("data.ingest.on_missing", "on_missing is skip or error", detail=icfg.on_missing)
+    path = Path(icfg.path)
+    if not icfg.path or not (path.is_file() or (fmt == "audiocaps" and path.is_dir())):
+        raise DataError(str(path), "annotation file exists (data.ingest.path)")
+    media_dir = Path(icfg.media_dir) if icfg.media_dir else (path if path.is_dir() else path.parent)
+    if not media_dir.is_dir():
+        raise DataError(str(media_dir), "media folder exists (data.ingest.media_dir)")
+    return fmt, path, media_dir
+
+
+def _read_rows(fmt: str, path: Path, ctx: Context, limit: int) -> list[SourceRow]:
+    """The annotation file's rows (the first `limit` when > 0); an id seen twice is refused."""
+    rows = READERS[fmt](path, ctx)
+    if limit > 0:
+        rows = rows[:limit]
+    seen: dict[str, SourceRow] = {}
+    for row in rows:
+        first = seen.setdefault(row.item_id, row)
+        if first is not row:
+            raise DataError(
+                row.file,
+                "annotation ids are unique",
+                row=row.row,
+                detail=f"{row.item_id} also at {first.file} row {first.row}",
+            )
+    return rows
+
+
+def _write_targets(
+    cfg: XibConfig, fmt: str, by_target: dict[tuple[str, str], list[SourceRow]], total: int
+) -> tuple[dict[str, dict[str, int]], dict[str, int]]:
+    """Convert and write every (modality, split) into staged folders, renamed into place only when all
+    succeed; returns (items per modality and split, conversion steps counted by kind)."""
+    from tqdm import tqdm
+
+    counts: dict[str, dict[str, int]] = {}
+    conversions: dict[str, int] = {}
+    with _no_new_folders_on_failure(cfg, {m for m, _ in by_target}), contextlib.ExitStack() as stack:
+        staged = {
+            target: stack.enter_context(atomic_path(manifest_path(cfg, *target).parent))
+            for target in by_target
+        }
+        progress = tqdm(total=total, desc=f"ingest {fmt}", unit="item", leave=False, disable=None)
+        for (modality, split), split_rows in by_target.items():
+            records = _write_split(
+                cfg, fmt, modality, split, split_rows, staged[(modality, split)], conversions, progress
+            )
+            write_manifest(pd.DataFrame.from_records(records), staged[(modality, split)] / MANIFEST_NAME)
+            counts.setdefault(modality, {})[split] = len(records)
+        progress.close()
+    return counts, conversions
+
+
+def _write_split(
+    cfg: XibConfig,
+    fmt: str,
+    modality: str,
+    split: str,
+    split_rows: list[SourceRow],
+    folder: Path,
+    conversions: dict[str, int],
+    progress: Any,
+) -> list[dict[str, Any]]:
+    """One (modality, split): each medium converted and sharded once, one manifest record per caption."""
+    groups: dict[Path, list[SourceRow]] = {}
+    for row in split_rows:
+        groups.setdefault(row.media, []).append(row)  # type: ignore[arg-type]
+    records = []
+    used: set[str] = set()
+    with ShardWriter(folder, max_items=cfg.data.ingest.shard_items) as writer:
+        for media_path, group in groups.items():
+            key = _member_key(fmt, media_path, used)
+            converted, source = convert_medium(modality, media_path, group[0], cfg, key)
+            uri = writer.write(f"{key}.{converted.ext}", converted.data)
+            checksum = sha256(converted.data)
+            for step in converted.conversion:
+                kind = step.split(" ")[0]
+                conversions[f"{modality} {kind}"] = conversions.get(f"{modality} {kind}", 0) + 1
+            for row in group:
+                records.append(
+                    {
+                        "id": row.item_id,
+                        "entity_id": row.entity_id,
+                        "kind": "",
+                        "modality": modality,
+                        "uri": uri,
+                        "caption": row.caption,
+                        "split": split,
+                        "source": fmt,
+                        "checksum": checksum,
+                        **converted.meta,
+                        "conversion": "; ".join([*converted.conversion, *row.notes]),
+                        "source_meta": json.dumps(source, sort_keys=True),
+                    }
+                )
+            progress.update(len(group))
+    return records
