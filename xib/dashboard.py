@@ -109,7 +109,7 @@ def collect_registry(cfg: XibConfig) -> dict[str, Any]:
         view["note"] = f"The MLflow registry at {uri} could not be read: {err}"
         return view
 
-    from xib.dashboard_training import mlflow_ui, run_link, version_link
+    from xib.dashboard_training import mlflow_ui
 
     ui = mlflow_ui(cfg)
     view["ui"] = ui
@@ -117,27 +117,7 @@ def collect_registry(cfg: XibConfig) -> dict[str, Any]:
     history = [v for v in (model.tags or {}).get(HISTORY_TAG, "").split(",") if v]
     events = []
     for mv in versions:
-        tags = dict(mv.tags or {})
-        metrics = {k: float(v) for k, v in runs[mv.run_id].data.metrics.items()} if mv.run_id in runs else {}
-        below = sorted(m for m, floor in floors.items() if m in metrics and metrics[m] < floor)
-        record = {
-            "version": str(mv.version),
-            "link": version_link(ui, name, str(mv.version)),
-            "run_link": run_link(ui, runs[mv.run_id].info.experiment_id, mv.run_id)
-            if mv.run_id in runs
-            else "",
-            "created": _iso_ms(mv.creation_timestamp),
-            "run_id": mv.run_id or "",
-            "aliases": sorted(a for a, v in aliases.items() if v == str(mv.version)),
-            "decision": tags.get("gate.decision", ""),
-            "summary": tags.get("gate.summary", ""),
-            "judged_against": tags.get("gate.champion", ""),
-            "checks": _gate_checks(tags),
-            "metrics": metrics,
-            "below_floor": below,
-            "promoted_at": tags.get("promoted_at", ""),
-            "rolled_back_at": tags.get("rolled_back_at", ""),
-        }
+        record = _version_record(mv, runs.get(mv.run_id) if mv.run_id else None, ui, name, aliases, floors)
         view["versions"].append(record)
         if record["promoted_at"]:
             events.append((record["promoted_at"], 0, record["version"], "promoted"))
@@ -152,6 +132,33 @@ def collect_registry(cfg: XibConfig) -> dict[str, Any]:
     view["metric_names"] = names
     view["gated_metrics"] = [m for m in names if any(fnmatchcase(m, p) for p in gated)]
     return view
+
+
+def _version_record(
+    mv: Any, run: Any, ui: str, name: str, aliases: Mapping[str, str], floors: Mapping[str, float]
+) -> dict[str, Any]:
+    """One registered version as the page shows it: verdict, checks, its run's metrics, aliases."""
+    from xib.dashboard_training import run_link, version_link
+
+    tags = dict(mv.tags or {})
+    metrics = {k: float(v) for k, v in run.data.metrics.items()} if run is not None else {}
+    below = sorted(m for m, floor in floors.items() if m in metrics and metrics[m] < floor)
+    return {
+        "version": str(mv.version),
+        "link": version_link(ui, name, str(mv.version)),
+        "run_link": run_link(ui, run.info.experiment_id, mv.run_id) if run is not None else "",
+        "created": _iso_ms(mv.creation_timestamp),
+        "run_id": mv.run_id or "",
+        "aliases": sorted(a for a, v in aliases.items() if v == str(mv.version)),
+        "decision": tags.get("gate.decision", ""),
+        "summary": tags.get("gate.summary", ""),
+        "judged_against": tags.get("gate.champion", ""),
+        "checks": _gate_checks(tags),
+        "metrics": metrics,
+        "below_floor": below,
+        "promoted_at": tags.get("promoted_at", ""),
+        "rolled_back_at": tags.get("rolled_back_at", ""),
+    }
 
 
 def metrics_svg(registry: Mapping[str, Any]) -> str:

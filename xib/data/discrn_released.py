@@ -132,25 +132,7 @@ def read_released(cfg: XibConfig, pair: str, path: str) -> list[dict[str, Any]]:
     base: list[tuple[dict[str, Any], int]] = []
     missing_media = 0
     for row, entry in enumerate(data, start=1):
-        if not isinstance(entry, dict):
-            raise DataError(file, "each example is a JSON object", row=row)
-        for key in ("sample_ids", "captions"):
-            value = entry.get(key)
-            if not isinstance(value, list) or len(value) != 2:
-                raise DataError(file, f"{key!r} is a list of two", row=row)
-        question = entry.get("question")
-        if not isinstance(question, str) or not question.strip():
-            raise DataError(file, "'question' is a non-empty string", row=row)
-        question, _ = clean_caption(question, file, row, max_chars, invisible)
-        captions = [clean_caption(c, file, row, max_chars, invisible)[0] for c in entry["captions"]]
-        sample_ids = []
-        for sid in entry["sample_ids"]:
-            text = str(sid) if isinstance(sid, str | int) and not isinstance(sid, bool) else ""
-            if not _SAFE_ID.fullmatch(text):
-                raise DataError(
-                    file, "sample_ids are letters, digits, '_' or '-'", row=row, detail=quoted(sid)
-                )
-            sample_ids.append(text)
+        question, captions, sample_ids = _checked_entry(entry, file, row, max_chars, invisible)
         label = _label(entry, file, row)
         starts = entry.get("start_seconds") or [None, None]
         if not isinstance(starts, list) or len(starts) != 2:
@@ -196,6 +178,30 @@ def read_released(cfg: XibConfig, pair: str, path: str) -> list[dict[str, Any]]:
     rng = random.Random(f"{dcfg.seed}|{pair}|released")
     rng.shuffle(records)
     return records
+
+
+def _checked_entry(
+    entry: Any, file: str, row: int, max_chars: int, invisible: str
+) -> tuple[str, list[str], list[str]]:
+    """One example's (question, captions, sample_ids), each checked and cleaned like ingested text."""
+    if not isinstance(entry, dict):
+        raise DataError(file, "each example is a JSON object", row=row)
+    for key in ("sample_ids", "captions"):
+        value = entry.get(key)
+        if not isinstance(value, list) or len(value) != 2:
+            raise DataError(file, f"{key!r} is a list of two", row=row)
+    question = entry.get("question")
+    if not isinstance(question, str) or not question.strip():
+        raise DataError(file, "'question' is a non-empty string", row=row)
+    question, _ = clean_caption(question, file, row, max_chars, invisible)
+    captions = [clean_caption(c, file, row, max_chars, invisible)[0] for c in entry["captions"]]
+    sample_ids = []
+    for sid in entry["sample_ids"]:
+        text = str(sid) if isinstance(sid, str | int) and not isinstance(sid, bool) else ""
+        if not _SAFE_ID.fullmatch(text):
+            raise DataError(file, "sample_ids are letters, digits, '_' or '-'", row=row, detail=quoted(sid))
+        sample_ids.append(text)
+    return question, captions, sample_ids
 
 
 def _swap(record: dict[str, Any]) -> dict[str, Any]:

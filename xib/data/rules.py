@@ -101,7 +101,9 @@ def check_media(
     except DataError:
         raise
     except Exception as err:  # noqa: BLE001 - the parsers of hostile bytes raise many types; each is a refusal
-        raise _refuse(name, f"{modality} file decodes completely", f"{type(err).__name__}: {str(err)[:200]}") from None
+        raise _refuse(
+            name, f"{modality} file decodes completely", f"{type(err).__name__}: {str(err)[:200]}"
+        ) from None
 
 
 # ---------------------------------------------------------------------------------------------- image
@@ -410,11 +412,39 @@ def _pc(data: bytes, fmt: str, limits: Any, name: str) -> tuple[np.ndarray, dict
 
 
 # ---------------------------------------------------------------------------------------------- video
+def _video_header(stream: Any, name: str, limits: Any) -> tuple[str, int, int, int]:
+    """(codec, width, height, most frames allowed) from the stream's header, refused before decoding."""
+    max_frames, max_pixels = int(limits.max_video_frames), int(limits.max_video_pixels)
+    max_seconds, max_bytes = float(limits.max_video_seconds), int(limits.max_array_bytes)
+    if stream.codec_context is None:  # a stream whose codec FFmpeg could not open
+        raise _refuse(name, "video stream has a decodable codec", "none found")
+    codec = str(stream.codec_context.name)
+    if codec not in VIDEO_CODECS:
+        raise _refuse(name, f"video codec is one of {', '.join(VIDEO_CODECS)}", codec)
+    width, height = int(stream.codec_context.width), int(stream.codec_context.height)
+    if width * height > max_pixels:
+        raise _refuse(
+            name, f"video frames have at most {max_pixels} pixels", f"{width}x{height} in the header"
+        )
+    declared = int(stream.frames or 0)
+    frame_bytes = max(width * height * 3, 1)
+    frame_cap = min(max_frames, max_bytes // frame_bytes)
+    if declared > frame_cap:
+        raise _refuse(
+            name,
+            f"video has at most {frame_cap} frames of {width}x{height}",
+            f"{declared} in the header",
+        )
+    seconds = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else 0.0
+    if seconds > max_seconds:
+        raise _refuse(name, f"video lasts at most {max_seconds:g} s", f"{seconds:.1f} s in the header")
+    return codec, width, height, frame_cap
+
+
 def _video(data: bytes, limits: Any, name: str) -> tuple[np.ndarray, dict[str, Any]]:
     import av
 
-    max_frames, max_pixels = int(limits.max_video_frames), int(limits.max_video_pixels)
-    max_seconds, max_bytes = float(limits.max_video_seconds), int(limits.max_array_bytes)
+    max_seconds = float(limits.max_video_seconds)
     try:
         with av.open(io.BytesIO(data), mode="r") as container:
             if "mp4" not in str(container.format.name).split(","):
@@ -423,32 +453,7 @@ def _video(data: bytes, limits: Any, name: str) -> tuple[np.ndarray, dict[str, A
                 raise _refuse(name, "video file has a video stream")
             stream = container.streams.video[0]
             stream.thread_count = 1
-            if stream.codec_context is None:  # a stream whose codec FFmpeg could not open
-                raise _refuse(name, "video stream has a decodable codec", "none found")
-            codec = str(stream.codec_context.name)
-            if codec not in VIDEO_CODECS:
-                raise _refuse(name, f"video codec is one of {', '.join(VIDEO_CODECS)}", codec)
-            width, height = int(stream.codec_context.width), int(stream.codec_context.height)
-            if width * height > max_pixels:
-                raise _refuse(
-                    name, f"video frames have at most {max_pixels} pixels", f"{width}x{height} in the header"
-                )
-            declared = int(stream.frames or 0)
-            frame_bytes = max(width * height * 3, 1)
-            frame_cap = min(max_frames, max_bytes // frame_bytes)
-            if declared > frame_cap:
-                raise _refuse(
-                    name,
-                    f"video has at most {frame_cap} frames of {width}x{height}",
-                    f"{declared} in the header",
-                )
-            seconds = (
-                float(stream.duration * stream.time_base) if stream.duration and stream.time_base else 0.0
-            )
-            if seconds > max_seconds:
-                raise _refuse(
-                    name, f"video lasts at most {max_seconds:g} s", f"{seconds:.1f} s in the header"
-                )
+            codec, width, height, frame_cap = _video_header(stream, name, limits)
             rate = stream.average_rate or stream.guessed_rate or stream.base_rate
             frames = []
             for frame in container.decode(stream):

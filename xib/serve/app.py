@@ -48,6 +48,7 @@ def _usage(completions: list[Any]) -> dict[str, int]:
 
 
 def create_app(cfg: XibConfig, host: ModelHost, token: str | None = None) -> Any:
+    # Long on purpose: the routes are closures over one host, batcher and metrics (FastAPI's idiom), each short.
     from fastapi import FastAPI, Request
     from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
     from starlette.concurrency import run_in_threadpool
@@ -206,6 +207,7 @@ def create_app(cfg: XibConfig, host: ModelHost, token: str | None = None) -> Any
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Any:
+        # Long on purpose: one request's whole life (check, queue, answer or stream) read top to bottom.
         started = time.perf_counter()
         authorize(request)
         current = loaded_or_503()

@@ -113,6 +113,54 @@ def _media(part: dict[str, Any], where: str, vcfg: ValidateConfig) -> tuple[str,
     return modality, decode_media(modality, data, str(fmt), f"{where}.{kind}", vcfg)
 
 
+def _question(turns: list[tuple[str, str]]) -> str:
+    """The conversation as one question: system text, earlier questions and answers, then the last turn."""
+    context = []
+    pending: str | None = None
+    for role, text in turns[:-1]:
+        if role == "system" and text:
+            context.append(text)
+        elif role == "user":
+            if pending:
+                context.append(f"question: {pending}")
+            pending = text
+        elif role == "assistant":
+            context.append(f"question: {pending} answer: {text}" if pending else text)
+            pending = None
+    if pending:
+        context.append(f"question: {pending}")
+    return " ".join([*context, turns[-1][1]]).strip()
+
+
+def _generation_options(body: dict[str, Any], scfg: ServeConfig) -> dict[str, Any]:
+    """The request's sampling options (OpenAI names), each checked against its range and `serve` limit."""
+    options: dict[str, Any] = {}
+    max_tokens = _integer(body, "max_completion_tokens", 1, scfg.max_tokens)
+    max_tokens = _integer(body, "max_tokens", 1, scfg.max_tokens) if max_tokens is None else max_tokens
+    if max_tokens is not None:
+        options["max_new_tokens"] = max_tokens
+    temperature = _number(body, "temperature", 0.0, 2.0)
+    if temperature is not None:
+        options["temperature"] = temperature
+    top_p = _number(body, "top_p", 0.0, 1.0)
+    if top_p is not None:
+        if top_p <= 0:
+            raise bad("top_p", "must be above 0")
+        options["top_p"] = top_p
+    seed = _integer(body, "seed", -(2**63), 2**63 - 1)
+    if seed is not None:
+        options["seed"] = seed % (2**32)
+    stop = body.get("stop")
+    if stop is not None:
+        stops = [stop] if isinstance(stop, str) else stop
+        if not isinstance(stops, list) or not all(isinstance(s, str) and s for s in stops):
+            raise bad("stop", "must be a non-empty string or a list of them")
+        if len(stops) > scfg.max_stop:
+            raise bad("stop", f"at most {scfg.max_stop} stop strings")
+        options["stop"] = tuple(stops)
+    return options
+
+
 def parse_chat(body: Any, scfg: ServeConfig, vcfg: ValidateConfig) -> ChatRequest:
     """Check and decode a request body; `scfg` is `cfg.serve`, `vcfg` the ingest rules (`data.validate`)."""
     if not isinstance(body, dict):
@@ -168,46 +216,9 @@ def parse_chat(body: Any, scfg: ServeConfig, vcfg: ValidateConfig) -> ChatReques
         raise bad("messages", "no media part: the model answers questions about an image, audio, video or "
                               "point cloud (image_url, input_audio, input_video, input_point_cloud)")  # fmt: skip
 
-    context = []
-    pending: str | None = None
-    for role, text in turns[:-1]:
-        if role == "system" and text:
-            context.append(text)
-        elif role == "user":
-            if pending:
-                context.append(f"question: {pending}")
-            pending = text
-        elif role == "assistant":
-            context.append(f"question: {pending} answer: {text}" if pending else text)
-            pending = None
-    if pending:
-        context.append(f"question: {pending}")
-    question = " ".join([*context, turns[-1][1]]).strip()
+    question = _question(turns)
 
-    options: dict[str, Any] = {}
-    max_tokens = _integer(body, "max_completion_tokens", 1, scfg.max_tokens)
-    max_tokens = _integer(body, "max_tokens", 1, scfg.max_tokens) if max_tokens is None else max_tokens
-    if max_tokens is not None:
-        options["max_new_tokens"] = max_tokens
-    temperature = _number(body, "temperature", 0.0, 2.0)
-    if temperature is not None:
-        options["temperature"] = temperature
-    top_p = _number(body, "top_p", 0.0, 1.0)
-    if top_p is not None:
-        if top_p <= 0:
-            raise bad("top_p", "must be above 0")
-        options["top_p"] = top_p
-    seed = _integer(body, "seed", -(2**63), 2**63 - 1)
-    if seed is not None:
-        options["seed"] = seed % (2**32)
-    stop = body.get("stop")
-    if stop is not None:
-        stops = [stop] if isinstance(stop, str) else stop
-        if not isinstance(stops, list) or not all(isinstance(s, str) and s for s in stops):
-            raise bad("stop", "must be a non-empty string or a list of them")
-        if len(stops) > scfg.max_stop:
-            raise bad("stop", f"at most {scfg.max_stop} stop strings")
-        options["stop"] = tuple(stops)
+    options = _generation_options(body, scfg)
     n = _integer(body, "n", 1, scfg.max_n) or 1
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
