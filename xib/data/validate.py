@@ -49,7 +49,7 @@ from xib.io import atomic_path, write_json
 
 if TYPE_CHECKING:
     from xib.config import XibConfig
-    from xib.data.config import ValidateConfig
+    from xib.data.config import LimitsConfig, ValidateConfig
 
 REPORT_NAME = "validate.json"
 _DURATION_TOLERANCE_S = 0.05  # container rounding of durations (frame/sample counts are exact)
@@ -193,7 +193,7 @@ def check_medium(
     row: pd.Series,
     data: bytes,
     vcfg: ValidateConfig,
-    limits: Any,
+    limits: LimitsConfig,
     decoded: tuple[np.ndarray, dict[str, Any]] | None = None,
 ) -> None:
     """Every rule one stored medium must satisfy; raises RowError naming the first one broken.
