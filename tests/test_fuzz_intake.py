@@ -10,7 +10,6 @@ import signal
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -18,8 +17,9 @@ from data_fixtures import clip, cloud, jpeg, npz, png, sound, wav_extra_chunks
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from xib.config import XibConfig
 from xib.data.annotations import csv_records, header_index, loads_strict
-from xib.data.config import DiscrnConfig, IngestConfig, LimitsConfig, ValidateConfig
+from xib.data.config import DataConfig, DiscrnConfig, IngestConfig, LimitsConfig, ValidateConfig
 from xib.data.discrn_released import read_released
 from xib.data.ingest import Context, read_audiocaps, read_cap3d, read_coco, read_msrvtt
 from xib.data.rules import check_media
@@ -28,9 +28,7 @@ from xib.errors import DataError
 
 LIMITS = LimitsConfig()
 # the released DisCRn reader reads only these sections of the config
-DISCRN_CFG = SimpleNamespace(
-    data=SimpleNamespace(discrn=DiscrnConfig(), limits=LIMITS, validate=ValidateConfig())
-)
+DISCRN_CFG = XibConfig(data=DataConfig(discrn=DiscrnConfig(), limits=LIMITS, validate=ValidateConfig()))
 FUZZ = settings(
     max_examples=40,
     deadline=None,  # no wall-clock assertion; a hang is caught by the alarm below

@@ -252,6 +252,7 @@ def unknown_key(key: str) -> str | None:
 
 def to_dict(cfg: Any) -> dict[str, Any]:
     """A config (dataclass object, or any of its sections) as plain dicts and lists, for saving."""
+    # Any: every section's dataclass and free tables (dicts) alike; anything else is a TypeError below.
     if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
         return dataclasses.asdict(cfg)
     if isinstance(cfg, dict):
@@ -272,6 +273,7 @@ def to_plain(value: Any) -> Any:
 
 def to_yaml(cfg: Any) -> str:
     """The config (or a section) as YAML text: `xib config`, run_config.yaml, a registered model's config."""
+    # Any: as `to_dict`, whose sections and tables it takes.
     import yaml
 
     return yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True)

@@ -24,7 +24,7 @@ class ConfigError(XibError):
     """A config or command line the user can fix (unknown key, bad value): one line, exit status 2."""
 
 
-def select(cfg: Any, key: str) -> Any:
+def select(cfg: XibConfig, key: str) -> Any:
     """The value at a dotted key (`data.world`, `seed`), through dataclass fields and tables."""
     node = cfg
     for part in key.split("."):

@@ -21,9 +21,12 @@ import urllib.request
 from collections.abc import Mapping
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xib.errors import XibError
+
+if TYPE_CHECKING:
+    from xib.config import XibConfig
 
 GATE_META_TAGS = {"gate.decision", "gate.summary", "gate.champion"}
 STATE_COLOURS = {
@@ -64,10 +67,10 @@ def _gate_checks(tags: Mapping[str, str]) -> list[dict[str, Any]]:
     return checks
 
 
-def collect_registry(cfg: Any) -> dict[str, Any]:
+def collect_registry(cfg: XibConfig) -> dict[str, Any]:
     """Every version of `cfg.gate.model_name` with its verdict, reasons, metrics and aliases."""
-    uri = str(cfg.infra.mlflow_tracking_uri)
-    name = str(cfg.gate.model_name)
+    uri = cfg.infra.mlflow_tracking_uri
+    name = cfg.gate.model_name
     floors = {str(k): float(v) for k, v in cfg.gate.floors.items()}
     view: dict[str, Any] = {
         "uri": uri,
@@ -78,7 +81,7 @@ def collect_registry(cfg: Any) -> dict[str, Any]:
         "ui": "",
     }
     view["policy"] = {
-        "tolerance": float(cfg.gate.tolerance),
+        "tolerance": cfg.gate.tolerance,
         "tolerances": {str(k): float(v) for k, v in cfg.gate.tolerances.items()},
         "no_drop": [str(m) for m in cfg.gate.no_drop],
         "compare": [str(m) for m in cfg.gate.compare],
@@ -106,7 +109,7 @@ def collect_registry(cfg: Any) -> dict[str, Any]:
         view["note"] = f"The MLflow registry at {uri} could not be read: {err}"
         return view
 
-    from xib.dashboard_training import mlflow_ui, run_link, version_link
+    from xib.dashboard_training import mlflow_ui
 
     ui = mlflow_ui(cfg)
     view["ui"] = ui
@@ -114,27 +117,7 @@ def collect_registry(cfg: Any) -> dict[str, Any]:
     history = [v for v in (model.tags or {}).get(HISTORY_TAG, "").split(",") if v]
     events = []
     for mv in versions:
-        tags = dict(mv.tags or {})
-        metrics = {k: float(v) for k, v in runs[mv.run_id].data.metrics.items()} if mv.run_id in runs else {}
-        below = sorted(m for m, floor in floors.items() if m in metrics and metrics[m] < floor)
-        record = {
-            "version": str(mv.version),
-            "link": version_link(ui, name, str(mv.version)),
-            "run_link": run_link(ui, runs[mv.run_id].info.experiment_id, mv.run_id)
-            if mv.run_id in runs
-            else "",
-            "created": _iso_ms(mv.creation_timestamp),
-            "run_id": mv.run_id or "",
-            "aliases": sorted(a for a, v in aliases.items() if v == str(mv.version)),
-            "decision": tags.get("gate.decision", ""),
-            "summary": tags.get("gate.summary", ""),
-            "judged_against": tags.get("gate.champion", ""),
-            "checks": _gate_checks(tags),
-            "metrics": metrics,
-            "below_floor": below,
-            "promoted_at": tags.get("promoted_at", ""),
-            "rolled_back_at": tags.get("rolled_back_at", ""),
-        }
+        record = _version_record(mv, runs.get(mv.run_id) if mv.run_id else None, ui, name, aliases, floors)
         view["versions"].append(record)
         if record["promoted_at"]:
             events.append((record["promoted_at"], 0, record["version"], "promoted"))
@@ -149,6 +132,33 @@ def collect_registry(cfg: Any) -> dict[str, Any]:
     view["metric_names"] = names
     view["gated_metrics"] = [m for m in names if any(fnmatchcase(m, p) for p in gated)]
     return view
+
+
+def _version_record(
+    mv: Any, run: Any, ui: str, name: str, aliases: Mapping[str, str], floors: Mapping[str, float]
+) -> dict[str, Any]:
+    """One registered version as the page shows it: verdict, checks, its run's metrics, aliases."""
+    from xib.dashboard_training import run_link, version_link
+
+    tags = dict(mv.tags or {})
+    metrics = {k: float(v) for k, v in run.data.metrics.items()} if run is not None else {}
+    below = sorted(m for m, floor in floors.items() if m in metrics and metrics[m] < floor)
+    return {
+        "version": str(mv.version),
+        "link": version_link(ui, name, str(mv.version)),
+        "run_link": run_link(ui, run.info.experiment_id, mv.run_id) if run is not None else "",
+        "created": _iso_ms(mv.creation_timestamp),
+        "run_id": mv.run_id or "",
+        "aliases": sorted(a for a, v in aliases.items() if v == str(mv.version)),
+        "decision": tags.get("gate.decision", ""),
+        "summary": tags.get("gate.summary", ""),
+        "judged_against": tags.get("gate.champion", ""),
+        "checks": _gate_checks(tags),
+        "metrics": metrics,
+        "below_floor": below,
+        "promoted_at": tags.get("promoted_at", ""),
+        "rolled_back_at": tags.get("rolled_back_at", ""),
+    }
 
 
 def metrics_svg(registry: Mapping[str, Any]) -> str:
@@ -297,11 +307,11 @@ def _run_rows(raw: Mapping[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def collect_runs(cfg: Any, root: Path) -> dict[str, Any]:
+def collect_runs(cfg: XibConfig, root: Path) -> dict[str, Any]:
     """Recent flow runs from the configured Prefect API, or from the local database Prefect's
     temporary API keeps (what `xib demo` uses), or a note saying there is neither."""
     dash = cfg.infra.dashboard
-    limit, timeout = int(dash.flow_runs), float(dash.api_timeout_s)
+    limit, timeout = dash.flow_runs, dash.api_timeout_s
     api = str(cfg.infra.prefect_api_url or "") or os.environ.get("PREFECT_API_URL", "")
     view: dict[str, Any] = {"runs": [], "note": None, "scheduled": 0}
     if api:
@@ -357,7 +367,7 @@ def _local_prefect_main(limit: int, timeout: float) -> None:
 # --- data versions -----------------------------------------------------------------------------
 
 
-def collect_data_versions(cfg: Any, root: Path) -> dict[str, Any]:
+def collect_data_versions(cfg: XibConfig, root: Path) -> dict[str, Any]:
     """dvc.lock's output hashes per stage, the stage driver's records, and the world manifests' hashes."""
     import yaml
 
@@ -384,7 +394,7 @@ def collect_data_versions(cfg: Any, root: Path) -> dict[str, Any]:
         view["records"].append(
             {"stage": body.get("stage", record.stem), "key": body.get("key", ""), "done": stamp}
         )
-    world = Path(str(cfg.paths.data)) / "world"
+    world = Path(cfg.paths.data) / "world"
     for manifest in sorted(world.glob("*/*/manifest.parquet")) if world.is_dir() else []:
         digest = hashlib.sha256(manifest.read_bytes()).hexdigest()
         view["manifests"].append(
@@ -436,17 +446,17 @@ def render(
     )
 
 
-def write_dashboard(cfg: Any, output: str | os.PathLike[str] | None = None) -> Path:
+def write_dashboard(cfg: XibConfig, output: str | os.PathLike[str] | None = None) -> Path:
     """Collect everything and write the page atomically; returns its path."""
     from xib.dashboard_training import collect_eval, collect_rows, collect_training
     from xib.io import write_bytes
 
-    root = Path(str(cfg.paths.root)).resolve()
+    root = Path(cfg.paths.root).resolve()
     data = {**collect_data_versions(cfg, root), "rows": collect_rows(cfg)}
     page = render(
         collect_registry(cfg), collect_runs(cfg, root), data, collect_training(cfg), collect_eval(cfg)
     )
-    path = Path(output or str(cfg.infra.dashboard.output))
+    path = Path(output or cfg.infra.dashboard.output)
     write_bytes(path, page.encode())
     return path
 

@@ -15,17 +15,20 @@ import re
 from collections.abc import Mapping
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
+
+if TYPE_CHECKING:
+    from xib.config import XibConfig
 
 DISCRN_RE = re.compile(r"^discrn/(?P<pair>[^/]+)(?:/(?P<rest>.+))?$")
 CURVES = ("train/loss", "val/loss")
 
 
-def mlflow_ui(cfg: Any) -> str:
+def mlflow_ui(cfg: XibConfig) -> str:
     """Base URL of the MLflow UI for links: infra.dashboard.mlflow_ui, else an http(s) tracking URI
     (user info removed); "" when there is none (a sqlite store: run `mlflow ui` to browse it)."""
-    base = str(cfg.infra.dashboard.mlflow_ui or "") or str(cfg.infra.mlflow_tracking_uri)
+    base = str(cfg.infra.dashboard.mlflow_ui or "") or cfg.infra.mlflow_tracking_uri
     parts = urlsplit(base)
     if parts.scheme not in ("http", "https"):
         return ""
@@ -43,11 +46,11 @@ def version_link(ui: str, model: str, version: str) -> str:
     return f"{ui}/#/models/{model}/versions/{version}" if ui else ""
 
 
-def collect_training(cfg: Any) -> dict[str, Any]:
+def collect_training(cfg: XibConfig) -> dict[str, Any]:
     """The newest alignment run of every modality: status, loss curves, final losses, link."""
     from xib.mlflow_store import sqlite_path
 
-    uri = str(cfg.infra.mlflow_tracking_uri)
+    uri = cfg.infra.mlflow_tracking_uri
     view: dict[str, Any] = {"modalities": [], "note": None}
     db = sqlite_path(uri)
     if db is not None and not db.is_file():
@@ -60,7 +63,7 @@ def collect_training(cfg: Any) -> dict[str, Any]:
     ui = mlflow_ui(cfg)
     try:
         client = use_tracking_uri(uri).MlflowClient()
-        experiment = client.get_experiment_by_name(str(cfg.infra.mlflow_experiment))
+        experiment = client.get_experiment_by_name(cfg.infra.mlflow_experiment)
         runs = (
             client.search_runs(
                 [experiment.experiment_id],
@@ -183,10 +186,10 @@ def discrn_groups(metrics: Mapping[str, float], floors: Mapping[str, float]) -> 
     return groups
 
 
-def collect_eval(cfg: Any) -> dict[str, Any]:
+def collect_eval(cfg: XibConfig) -> dict[str, Any]:
     """The last evaluation (`cfg.eval.output`): its metrics, DisCRn by pair and order against the
     gate's floors, and its plots inlined (the page stays self-contained)."""
-    out = Path(str(cfg.eval.output))
+    out = Path(cfg.eval.output)
     floors = {str(k): float(v) for k, v in cfg.gate.floors.items()}
     view: dict[str, Any] = {"folder": str(out), "metrics": {}, "discrn": [], "plots": [], "note": None}
     metrics_file = out / "metrics.json"
@@ -202,9 +205,9 @@ def collect_eval(cfg: Any) -> dict[str, Any]:
     return view
 
 
-def collect_rows(cfg: Any) -> list[dict[str, Any]]:
+def collect_rows(cfg: XibConfig) -> list[dict[str, Any]]:
     """Rows per data split: world manifests, instruction records, DisCRn items."""
-    data = Path(str(cfg.paths.data))
+    data = Path(cfg.paths.data)
     rows: list[dict[str, Any]] = []
     world = data / "world"
     for manifest in sorted(world.glob("*/*/manifest.parquet")) if world.is_dir() else []:

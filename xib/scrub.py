@@ -64,6 +64,7 @@ def scrub_tree(node: Any, key: str = "") -> Any:
 
 def scrubbed_yaml(cfg: Any) -> str:
     """The resolved config as YAML with every credential removed: what gets written to disk or logged."""
+    # Any, not XibConfig: a base module never names the config room, and a mapping is scrubbed as well.
     import dataclasses
 
     import yaml

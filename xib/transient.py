@@ -184,6 +184,7 @@ def service(name: str, url: str, tried: str) -> Iterator[None]:
 
 def tracking_budget(retry: Any) -> str:
     """What one tracking call is allowed, in words (for the one-line failure)."""
+    # Any: `infra.retry` (xib.config.RetryConfig), which a base module does not import, even for typing.
     return (
         f"{int(retry.tracking_max_retries) + 1} requests per call, {float(retry.tracking_timeout_s):g} s "
         f"timeout each, backoff factor {int(retry.tracking_backoff_factor)}"
@@ -192,6 +193,7 @@ def tracking_budget(retry: Any) -> str:
 
 def apply_budgets(retry: Any) -> None:
     """Bound MLflow's and botocore's own retries and timeouts by `infra.retry` (children inherit them).
+    `retry` is typed Any: a base module does not import xib.config (RetryConfig), even for typing.
 
     Without this, MLflow retries an unreachable server for minutes before saying anything.
     """

@@ -13,12 +13,15 @@ import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from xib.data.text import quoted
 from xib.errors import DataError
+
+if TYPE_CHECKING:
+    from xib.data.config import LimitsConfig
 
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _BRACKETS = re.compile(r"[\[\]{}]")
@@ -92,9 +95,9 @@ class _Refused(ValueError):
     """A strict-JSON rule broken inside the parser's hooks."""
 
 
-def load_json(path: Path, limits: Any) -> Any:
-    text = read_text(path, int(limits.max_annotation_bytes))
-    return loads_strict(text, str(path), int(limits.max_json_depth), int(limits.max_json_integer))
+def load_json(path: Path, limits: LimitsConfig) -> Any:
+    text = read_text(path, limits.max_annotation_bytes)
+    return loads_strict(text, str(path), limits.max_json_depth, limits.max_json_integer)
 
 
 def csv_records(text: str, file: str) -> Iterator[tuple[int, list[str]]]:
@@ -113,8 +116,8 @@ def csv_records(text: str, file: str) -> Iterator[tuple[int, list[str]]]:
             yield start, values
 
 
-def read_csv(path: Path, limits: Any) -> list[tuple[int, list[str]]]:
-    text = read_text(path, int(limits.max_annotation_bytes))
+def read_csv(path: Path, limits: LimitsConfig) -> list[tuple[int, list[str]]]:
+    text = read_text(path, limits.max_annotation_bytes)
     if "\x00" in text:
         row = text[: text.index("\x00")].count("\n") + 1
         raise DataError(str(path), "CSV holds no NUL bytes", row=row)

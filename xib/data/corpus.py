@@ -16,17 +16,21 @@ is measured on them (`xib.models.bootstrap_llm`), so it measures reasoning, not 
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from xib.data.world import HABITAT_PHRASE, KINDS, KINDS_BY_NAME, QUESTIONS, Kind, caption, facts
 from xib.io import atomic_path
 from xib.prompts import ANSWERS, Slot, answer_text, discrn_prompt, instruction_prompt, render_text
+
+if TYPE_CHECKING:
+    from xib.config import XibConfig
+    from xib.data.config import CorpusConfig
+    from xib.models.config import PromptConfig
 
 
 @dataclass(frozen=True)
@@ -49,7 +53,7 @@ class Comparison:
         return f"{self.modalities[0]}_{self.modalities[1]}"
 
 
-def corpus_path(cfg: Any) -> Path:
+def corpus_path(cfg: XibConfig) -> Path:
     return Path(cfg.paths.data) / "world" / "corpus.txt"
 
 
@@ -74,19 +78,19 @@ def comparable_kind_pairs() -> list[tuple[str, str]]:
     return pairs
 
 
-def heldout_kind_pairs(corpus_cfg: Any) -> list[tuple[str, str]]:
+def heldout_kind_pairs(corpus_cfg: CorpusConfig) -> list[tuple[str, str]]:
     """The unordered kind pairs kept out of the corpus's comparisons (the ceiling's test set)."""
     pairs = comparable_kind_pairs()
-    count = int(corpus_cfg.heldout_kind_pairs)
+    count = corpus_cfg.heldout_kind_pairs
     if not 0 <= count < len(pairs):
         raise ValueError(f"data.corpus.heldout_kind_pairs must be in [0, {len(pairs)}), got {count}")
-    return sorted(random.Random(int(corpus_cfg.seed)).sample(pairs, count))
+    return sorted(random.Random(corpus_cfg.seed).sample(pairs, count))
 
 
 def comparisons(
     pairs: Sequence[str],
     kind_pairs: Sequence[tuple[str, str]],
-    prompt_cfg: Any,
+    prompt_cfg: PromptConfig,
 ) -> list[Comparison]:
     """Every comparison over `pairs` (each modality order named) and `kind_pairs` (both kind orders)."""
     out = []
@@ -119,7 +123,7 @@ def _attribute_answer(kind: Kind, attribute: str) -> str:
     return str(getattr(kind, attribute))
 
 
-def knowledge(kind: Kind, corpus_cfg: Any) -> list[str]:
+def knowledge(kind: Kind, corpus_cfg: CorpusConfig) -> list[str]:
     """Predicates about `kind` for every attribute the comparison questions ask about."""
     return [
         "is alive" if kind.alive else "is not alive",
@@ -131,7 +135,7 @@ def knowledge(kind: Kind, corpus_cfg: Any) -> list[str]:
     ]
 
 
-def _instruction_items(cfg: Any) -> list[tuple[str, str, str]]:
+def _instruction_items(cfg: XibConfig) -> list[tuple[str, str, str]]:
     """(modality, instruction, answer-kind) templates: `data.instruct` templates, the eval prompts and
     the DisCRn Q-Former text, so every word other rooms prompt the LLM with is in its vocabulary."""
     instruct = cfg.data.instruct
@@ -144,10 +148,10 @@ def _instruction_items(cfg: Any) -> list[tuple[str, str, str]]:
             for attribute in instruct.qa_attributes.get(modality, []):
                 for question in instruct.questions.get(attribute, []):
                     items.append((modality, template.replace("{question}", question), f"attr:{attribute}"))
-        attribute = instruct.classify_attribute.get(modality)
-        if attribute:
+        classified_by = instruct.classify_attribute.get(modality)
+        if classified_by:
             for template in instruct.templates.get("classify", {}).get(modality, []):
-                items.append((modality, template, f"attr:{attribute}"))
+                items.append((modality, template, f"attr:{classified_by}"))
         prompts = cfg.eval.prompts
         items.append((modality, prompts["caption"], "caption"))
         items.append((modality, cfg.model.prompt.discrn_qformer_text, "caption"))
@@ -155,21 +159,21 @@ def _instruction_items(cfg: Any) -> list[tuple[str, str, str]]:
     return items
 
 
-def corpus_lines(cfg: Any) -> list[str]:
+def corpus_lines(cfg: XibConfig) -> list[str]:
     """The whole corpus, shuffled, deterministic from `data.corpus.seed`."""
     corpus_cfg = cfg.data.corpus
     prompt_cfg = cfg.model.prompt
     # Every input is named by its cue here, whatever the prompts over soft tokens use
     # (`use_cues`): the LLM learns the cue words, and a cue switch does not re-pre-train it.
     cues = prompt_cfg.cues
-    rng = random.Random(int(corpus_cfg.seed))
+    rng = random.Random(corpus_cfg.seed)
     modalities = list(corpus_cfg.modalities)
     lines: list[str] = []
 
     all_facts = [fact for kind in KINDS for fact in facts(kind)]
-    lines += [rng.choice(all_facts) for _ in range(int(corpus_cfg.fact_lines))]
+    lines += [rng.choice(all_facts) for _ in range(corpus_cfg.fact_lines)]
 
-    for _ in range(int(corpus_cfg.caption_lines)):
+    for _ in range(corpus_cfg.caption_lines):
         kind, modality = rng.choice(KINDS), rng.choice(modalities)
         shown = render_text([Slot(0, modality)], [caption(kind, modality)], cues)
         template = rng.choice(list(corpus_cfg.caption_templates))
@@ -177,7 +181,7 @@ def corpus_lines(cfg: Any) -> list[str]:
 
     # What the comparisons ask about, said of each kind and of each caption: the attributes a
     # comparison needs, so held-out pairs can be answered by composing caption -> kind -> attribute.
-    for _ in range(int(corpus_cfg.knowledge_lines)):
+    for _ in range(corpus_cfg.knowledge_lines):
         kind, modality = rng.choice(KINDS), rng.choice(modalities)
         subject = (
             render_text([Slot(0, modality)], [caption(kind, modality)], cues)
@@ -187,7 +191,7 @@ def corpus_lines(cfg: Any) -> list[str]:
         lines.append(f"{subject} {rng.choice(knowledge(kind, corpus_cfg))}.".strip())
 
     items = _instruction_items(cfg)
-    for _ in range(int(corpus_cfg.instruction_lines)):
+    for _ in range(corpus_cfg.instruction_lines):
         modality, instruction, answer_kind = rng.choice(items)
         kind = rng.choice(KINDS)
         if answer_kind == "caption":
@@ -202,7 +206,7 @@ def corpus_lines(cfg: Any) -> list[str]:
     held = set(heldout_kind_pairs(corpus_cfg))
     seen = [p for p in comparable_kind_pairs() if p not in held]
     universe = comparisons(list(corpus_cfg.comparison_pairs), seen, prompt_cfg)
-    count = int(corpus_cfg.comparison_lines)
+    count = corpus_cfg.comparison_lines
     # Whole shuffled passes over every seen comparison: each pass has exactly balanced answers.
     while count > 0:
         batch = universe[:]
@@ -215,12 +219,10 @@ def corpus_lines(cfg: Any) -> list[str]:
     return lines
 
 
-def write_corpus(cfg: Any) -> Path:
+def write_corpus(cfg: XibConfig) -> Path:
     """Write `data/world/corpus.txt` (atomically) and return its path."""
     target = corpus_path(cfg)
     lines = corpus_lines(cfg)
     with atomic_path(target) as tmp:
         tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return target
-
-

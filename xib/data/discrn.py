@@ -36,7 +36,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xib.data.config import PAIRS
 from xib.data.discrn_files import balance_counts, discrn_path
@@ -44,6 +44,9 @@ from xib.data.world import KINDS_BY_NAME, Kind, applicable_questions, caption
 from xib.errors import DataError, XibError
 from xib.io import write_json
 from xib.prompts import ANSWERS
+
+if TYPE_CHECKING:
+    from xib.config import XibConfig
 
 _WORD = re.compile(r"[a-z0-9]+")
 
@@ -99,7 +102,7 @@ def media_uri(uri: str, manifest_dir: Path, data_dir: Path) -> str:
     return path.as_posix() + (sep + member if sep else "")
 
 
-def load_pool(cfg: Any, modality: str, split: str) -> list[PoolItem]:
+def load_pool(cfg: XibConfig, modality: str, split: str) -> list[PoolItem]:
     """Items of one modality and split whose kind is a world kind (their questions have ground truth)."""
     from xib.data.manifest import manifest_path, read_manifest
 
@@ -152,14 +155,14 @@ def _record(
     }
 
 
-def build_pair_from_world(cfg: Any, pair: str, split: str) -> list[dict[str, Any]]:
+def build_pair_from_world(cfg: XibConfig, pair: str, split: str) -> list[dict[str, Any]]:
     """`examples_per_pair` balanced hard examples of one modality pair from one split of the world."""
     from tqdm import tqdm
 
     dcfg = cfg.data.discrn
     rng = random.Random(f"{dcfg.seed}|{pair}|{split}")
     m1, m2 = PAIRS[pair]
-    n = int(dcfg.examples_per_pair)
+    n = dcfg.examples_per_pair
     if n <= 0 or n % 4:
         raise XibError(f"data.discrn.examples_per_pair={n}: must be a positive multiple of 4 (exact balance)")
     pools = {m1: load_pool(cfg, m1, split), m2: load_pool(cfg, m2, split)}
@@ -172,7 +175,7 @@ def build_pair_from_world(cfg: Any, pair: str, split: str) -> list[dict[str, Any
     quota = {(o, y): n // 4 for o in (0, 1) for y in (0, 1)}
     chosen: list[tuple[PoolItem, PoolItem, Any, int, int]] = []  # (x of m1, z of m2, question, order, label)
     seen: set[tuple[str, str, str]] = set()
-    attempts, max_attempts = 0, int(dcfg.max_attempts_per_example) * n
+    attempts, max_attempts = 0, dcfg.max_attempts_per_example * n
     with tqdm(total=n, desc=f"discrn {pair} {split}", unit="ex", leave=False) as bar:
         while len(chosen) < n:
             attempts += 1
@@ -187,7 +190,7 @@ def build_pair_from_world(cfg: Any, pair: str, split: str) -> list[dict[str, Any
             anchor_mod, other_mod = (m1, m2) if attempts % 2 else (m2, m1)
             anchor = rng.choice(pools[anchor_mod])
             others = [p for p in pools[other_mod] if p.entity_id != anchor.entity_id]
-            sample = rng.sample(others, min(int(dcfg.candidate_sample), len(others)))
+            sample = rng.sample(others, min(dcfg.candidate_sample, len(others)))
             scored = [
                 (-embedder.similarity(describe(anchor), describe(c)), pos, c)
                 for pos, c in enumerate(sample)
@@ -196,7 +199,7 @@ def build_pair_from_world(cfg: Any, pair: str, split: str) -> list[dict[str, Any
             if not scored:
                 continue
             scored.sort(key=lambda t: (t[0], t[1]))
-            partner = rng.choice(scored[: max(1, int(dcfg.hard_top_k))])[2]
+            partner = rng.choice(scored[: max(1, dcfg.hard_top_k)])[2]
             x, z = (anchor, partner) if anchor_mod == m1 else (partner, anchor)
             question, natural = rng.choice(applicable_questions(x.kind, z.kind))
             key = (x.item_id, z.item_id, question.text)
@@ -228,18 +231,18 @@ def build_pair_from_world(cfg: Any, pair: str, split: str) -> list[dict[str, Any
 # --- entry point --------------------------------------------------------------------------------
 
 
-def discrn_splits(cfg: Any) -> list[str]:
+def discrn_splits(cfg: XibConfig) -> list[str]:
     """The splits `build_discrn` writes: `split` (reported) and, from the world, `select_split`."""
     dcfg = cfg.data.discrn
     select = str(dcfg.select_split or "")
     if dcfg.source != "world" or not select:
-        return [str(dcfg.split)]
+        return [dcfg.split]
     if select == dcfg.split:
         raise XibError(f"data.discrn.select_split={select!r}: must differ from data.discrn.split")
-    return [select, str(dcfg.split)]
+    return [select, dcfg.split]
 
 
-def build_discrn(cfg: Any) -> dict[str, dict[str, Any]]:
+def build_discrn(cfg: XibConfig) -> dict[str, dict[str, Any]]:
     """Write `data/discrn/<pair>/<split>.json` for every pair and split; return counts by pair, split."""
     dcfg = cfg.data.discrn
     if dcfg.source == "released":  # the release's converter: its own module (all files or none written)

@@ -6,10 +6,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from xib.config import XibConfig
 
 
-def discrn_path(cfg: Any, pair: str, split: str) -> Path:
+def discrn_path(cfg: XibConfig, pair: str, split: str) -> Path:
     return Path(cfg.paths.data) / "discrn" / pair / f"{split}.json"
 
 

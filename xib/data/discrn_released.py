@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xib.data.annotations import load_json
 from xib.data.config import PAIRS
@@ -23,6 +23,9 @@ from xib.data.text import clean_caption, quoted
 from xib.errors import DataError, XibError
 from xib.io import write_json
 from xib.prompts import ANSWERS
+
+if TYPE_CHECKING:
+    from xib.config import XibConfig
 
 # The release's questions name entities or modalities; LAVIS rewrites them at load time like this.
 _QUESTION_REWRITES = (
@@ -58,14 +61,12 @@ def _start(value: Any, file: str, row: int) -> int:
     return int(seconds)
 
 
-def released_media(cfg: Any, modality: str, sample_id: str, start: int) -> str:
+def released_media(cfg: XibConfig, modality: str, sample_id: str, start: int) -> str:
     """Where each released input's medium lies: `released_patterns[modality]` under `media_roots`."""
     dcfg = cfg.data.discrn
     pattern = str(dcfg.released_patterns[modality])
     try:
-        relative = pattern.format(
-            id=sample_id, start=start, view=int(dcfg.image_view), points=int(dcfg.pc_points)
-        )
+        relative = pattern.format(id=sample_id, start=start, view=dcfg.image_view, points=dcfg.pc_points)
     except (KeyError, IndexError, ValueError) as err:
         raise DataError(
             f"data.discrn.released_patterns.{modality}",
@@ -91,7 +92,7 @@ def _label(entry: dict, file: str, row: int) -> int:
     raise DataError(file, "entry has a 'label' (0|1) or an 'answer' (first|second)", row=row)
 
 
-def _present(cfg: Any, modality: str, relative: str, file: str, row: int) -> bool:
+def _present(cfg: XibConfig, modality: str, relative: str, file: str, row: int) -> bool:
     """With a media root: the file is a safe regular file under it (and passes the media rules)."""
     root = str(cfg.data.discrn.media_roots.get(modality, "") or "")
     if not root:
@@ -102,7 +103,7 @@ def _present(cfg: Any, modality: str, relative: str, file: str, row: int) -> boo
         return False
     limits = cfg.data.limits
     try:
-        check_media(modality, read_regular(path, int(limits.max_media_bytes), row), limits, str(path))
+        check_media(modality, read_regular(path, limits.max_media_bytes, row), limits, str(path))
     except DataError as err:
         raise DataError(
             err.file, err.rule, detail=f"{file} row {row}" + (f": {err.detail}" if err.detail else "")
@@ -110,7 +111,7 @@ def _present(cfg: Any, modality: str, relative: str, file: str, row: int) -> boo
     return True
 
 
-def read_released(cfg: Any, pair: str, path: str) -> list[dict[str, Any]]:
+def read_released(cfg: XibConfig, pair: str, path: str) -> list[dict[str, Any]]:
     """Convert one released DisCRn JSON file to xib records, balanced by swapping inputs."""
     dcfg = cfg.data.discrn
     file = str(path)
@@ -126,30 +127,12 @@ def read_released(cfg: Any, pair: str, path: str) -> list[dict[str, Any]]:
         raise XibError(
             f"data.discrn.released_modalities.{pair}={modalities}: must be an order of {PAIRS[pair]}"
         )
-    max_chars = int(cfg.data.validate.max_caption_chars)
-    invisible = str(cfg.data.limits.invisible_chars)
+    max_chars = cfg.data.validate.max_caption_chars
+    invisible = cfg.data.limits.invisible_chars
     base: list[tuple[dict[str, Any], int]] = []
     missing_media = 0
     for row, entry in enumerate(data, start=1):
-        if not isinstance(entry, dict):
-            raise DataError(file, "each example is a JSON object", row=row)
-        for key in ("sample_ids", "captions"):
-            value = entry.get(key)
-            if not isinstance(value, list) or len(value) != 2:
-                raise DataError(file, f"{key!r} is a list of two", row=row)
-        question = entry.get("question")
-        if not isinstance(question, str) or not question.strip():
-            raise DataError(file, "'question' is a non-empty string", row=row)
-        question, _ = clean_caption(question, file, row, max_chars, invisible)
-        captions = [clean_caption(c, file, row, max_chars, invisible)[0] for c in entry["captions"]]
-        sample_ids = []
-        for sid in entry["sample_ids"]:
-            text = str(sid) if isinstance(sid, str | int) and not isinstance(sid, bool) else ""
-            if not _SAFE_ID.fullmatch(text):
-                raise DataError(
-                    file, "sample_ids are letters, digits, '_' or '-'", row=row, detail=quoted(sid)
-                )
-            sample_ids.append(text)
+        question, captions, sample_ids = _checked_entry(entry, file, row, max_chars, invisible)
         label = _label(entry, file, row)
         starts = entry.get("start_seconds") or [None, None]
         if not isinstance(starts, list) or len(starts) != 2:
@@ -197,6 +180,30 @@ def read_released(cfg: Any, pair: str, path: str) -> list[dict[str, Any]]:
     return records
 
 
+def _checked_entry(
+    entry: Any, file: str, row: int, max_chars: int, invisible: str
+) -> tuple[str, list[str], list[str]]:
+    """One example's (question, captions, sample_ids), each checked and cleaned like ingested text."""
+    if not isinstance(entry, dict):
+        raise DataError(file, "each example is a JSON object", row=row)
+    for key in ("sample_ids", "captions"):
+        value = entry.get(key)
+        if not isinstance(value, list) or len(value) != 2:
+            raise DataError(file, f"{key!r} is a list of two", row=row)
+    question = entry.get("question")
+    if not isinstance(question, str) or not question.strip():
+        raise DataError(file, "'question' is a non-empty string", row=row)
+    question, _ = clean_caption(question, file, row, max_chars, invisible)
+    captions = [clean_caption(c, file, row, max_chars, invisible)[0] for c in entry["captions"]]
+    sample_ids = []
+    for sid in entry["sample_ids"]:
+        text = str(sid) if isinstance(sid, str | int) and not isinstance(sid, bool) else ""
+        if not _SAFE_ID.fullmatch(text):
+            raise DataError(file, "sample_ids are letters, digits, '_' or '-'", row=row, detail=quoted(sid))
+        sample_ids.append(text)
+    return question, captions, sample_ids
+
+
 def _swap(record: dict[str, Any]) -> dict[str, Any]:
     out = dict(record)
     for key in ("modalities", "sample_ids", "entity_ids", "captions", "media"):
@@ -207,7 +214,7 @@ def _swap(record: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def build_released(cfg: Any) -> dict[str, dict[str, Any]]:
+def build_released(cfg: XibConfig) -> dict[str, dict[str, Any]]:
     """Convert every pair whose released file is set; write them all only when every one passed."""
     dcfg = cfg.data.discrn
     for pair in dcfg.pairs:
@@ -220,7 +227,7 @@ def build_released(cfg: Any) -> dict[str, dict[str, Any]]:
             "data.discrn.released: no released DisCRn file set "
             f"(data.discrn.released.<pair>=<file> for a pair of {sorted(PAIRS)})"
         )
-    split = str(dcfg.split)
+    split = dcfg.split
     converted = {pair: read_released(cfg, pair, path) for pair, path in files.items()}
     for pair, records in converted.items():
         write_json(discrn_path(cfg, pair, split), records)

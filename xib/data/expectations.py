@@ -7,9 +7,12 @@ first failing rule in suite order is the one reported. great_expectations is imp
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    from xib.data.config import ValidateConfig
 
 # helper columns validation adds to the rows it checks: the folder each manifest lives in
 FOLDER_SPLIT = "_folder_split"
@@ -18,7 +21,7 @@ FOLDER_MODALITY = "_folder_modality"
 Spec = tuple[str, dict[str, Any], str]  # (expectation class name, kwargs, rule)
 
 
-def common_spec(vcfg: Any) -> list[Spec]:
+def common_spec(vcfg: ValidateConfig) -> list[Spec]:
     """Rules for every manifest row, run once over all modalities together (ids unique across all)."""
     splits = [str(s) for s in vcfg.splits]
     specs: list[Spec] = []
@@ -53,8 +56,8 @@ def common_spec(vcfg: Any) -> list[Spec]:
             "ExpectColumnValueLengthsToBeBetween",
             {
                 "column": "caption",
-                "min_value": int(vcfg.min_caption_chars),
-                "max_value": int(vcfg.max_caption_chars),
+                "min_value": vcfg.min_caption_chars,
+                "max_value": vcfg.max_caption_chars,
             },
             f"caption has {vcfg.min_caption_chars}..{vcfg.max_caption_chars} characters",
         ),
@@ -67,7 +70,7 @@ def common_spec(vcfg: Any) -> list[Spec]:
     ]
 
 
-def metadata_spec(vcfg: Any, modality: str) -> list[Spec]:
+def metadata_spec(vcfg: ValidateConfig, modality: str) -> list[Spec]:
     """The modality's metadata columns: present and within ValidateConfig's ranges."""
     specs: list[Spec] = []
 
@@ -78,27 +81,27 @@ def metadata_spec(vcfg: Any, modality: str) -> list[Spec]:
         )
 
     if modality == "image":
-        lo, hi = int(vcfg.min_image_side), int(vcfg.max_image_side)
+        lo, hi = vcfg.min_image_side, vcfg.max_image_side
         between("width", lo, hi, f"width is between {lo} and {hi}")
         between("height", lo, hi, f"height is between {lo} and {hi}")
     elif modality == "video":
-        hi = int(vcfg.max_video_side)
+        hi = vcfg.max_video_side
         between("width", 2, hi, f"width is between 2 and {hi}")
         between("height", 2, hi, f"height is between 2 and {hi}")
-        lo_f, hi_f = int(vcfg.min_frames), int(vcfg.max_frames)
+        lo_f, hi_f = vcfg.min_frames, vcfg.max_frames
         between("frames", lo_f, hi_f, f"frames is between {lo_f} and {hi_f}")
-        lo_s, hi_s = float(vcfg.min_video_seconds), float(vcfg.max_video_seconds)
+        lo_s, hi_s = vcfg.min_video_seconds, vcfg.max_video_seconds
         between("duration_s", lo_s, hi_s, f"duration_s is between {lo_s} and {hi_s}")
     elif modality == "audio":
-        rate = int(vcfg.sample_rate)
+        rate = vcfg.sample_rate
         if rate:
             between("sample_rate", rate, rate, f"sample_rate is {rate}")
         else:
             between("sample_rate", 1, None, "sample_rate is positive")
-        lo_s, hi_s = float(vcfg.min_audio_seconds), float(vcfg.max_audio_seconds)
+        lo_s, hi_s = vcfg.min_audio_seconds, vcfg.max_audio_seconds
         between("duration_s", lo_s, hi_s, f"duration_s is between {lo_s} and {hi_s}")
     elif modality == "pc":
-        points = int(vcfg.points)
+        points = vcfg.points
         if points:
             between("points", points, points, f"points is {points}")
         else:

@@ -20,12 +20,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from xib.data.world import Entity, caption, entities_frame, sample_entities
 from xib.modalities import MODALITIES
+
+if TYPE_CHECKING:
+    from xib.config import XibConfig
 
 SOURCE = "world"
 
@@ -40,7 +43,7 @@ class PlannedItem:
     split: str
 
 
-def world_dir(cfg: Any) -> Path:
+def world_dir(cfg: XibConfig) -> Path:
     return Path(cfg.paths.data) / "world"
 
 
@@ -126,7 +129,7 @@ def _write_parquet(df: Any, path: Path) -> None:
     pq.write_table(pa.Table.from_pandas(df, preserve_index=False), path, compression="zstd")
 
 
-def generate_world(cfg: Any, progress: bool = True, corpus: bool = True) -> dict[str, Any]:
+def generate_world(cfg: XibConfig, progress: bool = True, corpus: bool = True) -> dict[str, Any]:
     """Write the whole world under `<data>/world` (atomically) and return a summary.
 
     `corpus=True` also writes the world's text corpus (`xib.data.corpus`) into the same folder.
@@ -137,18 +140,18 @@ def generate_world(cfg: Any, progress: bool = True, corpus: bool = True) -> dict
     from xib.io import atomic_path
 
     world = cfg.data.world
-    seed = int(world.seed)
+    seed = world.seed
     splits = list(world.splits)
-    entities = sample_entities(seed, int(world.entities_per_kind), dict(world.splits))
+    entities = sample_entities(seed, world.entities_per_kind, dict(world.splits))
     plan: dict[str, dict[str, list[PlannedItem]]] = {}
     for modality in MODALITIES:
-        items = plan_items(entities, modality, int(world.items_per_modality), seed)
+        items = plan_items(entities, modality, world.items_per_modality, seed)
         plan[modality] = {split: [it for it in items if it.split == split] for split in splits}
 
     world_dict = to_dict(world)
-    tasks = [(world_dict, seed, chunk) for chunk in _chunks(plan, max(1, int(world.chunk_items)))]
+    tasks = [(world_dict, seed, chunk) for chunk in _chunks(plan, max(1, world.chunk_items))]
     total = sum(len(chunk) for _, _, chunk in tasks)
-    workers = max(1, int(world.workers))
+    workers = max(1, world.workers)
     target = world_dir(cfg)
     started = time.perf_counter()
     summary: dict[str, Any] = {"items": {}, "bytes": {}, "seconds": {}}

@@ -30,13 +30,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from xib.data import media
 from xib.data.annotations import header_index, load_json, read_csv
+from xib.data.config import INGEST_FORMATS as FORMATS
+from xib.data.config import SPLITS
 from xib.data.manifest import MANIFEST_NAME, manifest_path, sha256, write_manifest
 from xib.data.paths import read_regular, resolve_media
 from xib.data.rules import check_media
@@ -45,8 +47,9 @@ from xib.data.text import clean_caption, quoted
 from xib.errors import DataError
 from xib.io import atomic_path, write_json
 
-from xib.data.config import INGEST_FORMATS as FORMATS
-from xib.data.config import SPLITS
+if TYPE_CHECKING:
+    from xib.config import XibConfig
+    from xib.data.config import IngestConfig, LimitsConfig
 _SOURCE_SPLIT_NAMES = {"train": "train", "val": "val", "validate": "val", "validation": "val", "test": "test"}
 _SAFE_ID = re.compile(r"[A-Za-z0-9_-]+")  # YouTube ids (may start with '-'), Objaverse uids, MSR-VTT ids
 _WHOLE_SECONDS = re.compile(r"[0-9]{1,7}")
@@ -73,8 +76,8 @@ class SourceRow:
 class Context:
     """What every reader needs: caption limits and the format's options."""
 
-    limits: Any
-    icfg: Any
+    limits: LimitsConfig
+    icfg: IngestConfig
     max_caption: int
 
     def caption(self, value: Any, file: Path, row: int) -> tuple[str, list[str]]:
@@ -299,12 +302,12 @@ def hash_split(entity_id: str, fractions: dict[str, float], seed: int) -> str:
     return list(fractions)[-1]
 
 
-def assign_split(row: SourceRow, ingest_cfg: Any) -> str:
-    mode = str(ingest_cfg.split)
+def assign_split(row: SourceRow, ingest_cfg: IngestConfig) -> str:
+    mode = ingest_cfg.split
     if mode == "auto":
         mode = "source" if row.source_split else "hash"
     if mode == "hash":
-        return hash_split(row.entity_id, dict(ingest_cfg.splits), int(ingest_cfg.seed))
+        return hash_split(row.entity_id, dict(ingest_cfg.splits), ingest_cfg.seed)
     if mode == "source":
         split = _SOURCE_SPLIT_NAMES.get(row.source_split.lower())
         if split is None:
@@ -324,7 +327,9 @@ class Converted:
     conversion: list[str]
 
 
-def _convert_image(data: bytes, array: np.ndarray, info: dict[str, Any], cfg: Any, key: str) -> Converted:
+def _convert_image(
+    data: bytes, array: np.ndarray, info: dict[str, Any], cfg: IngestConfig, key: str
+) -> Converted:
     if not info["converted"]:  # RGB PNG/JPEG, upright: keep the bytes (re-encoding a JPEG loses quality)
         return Converted(data, "jpg" if info["format"] == "jpeg" else "png", _image_meta(array), [])
     return Converted(
@@ -336,9 +341,11 @@ def _image_meta(array: np.ndarray) -> dict[str, Any]:
     return {"width": int(array.shape[1]), "height": int(array.shape[0])}
 
 
-def _convert_audio(data: bytes, samples: np.ndarray, info: dict[str, Any], cfg: Any, key: str) -> Converted:
+def _convert_audio(
+    data: bytes, samples: np.ndarray, info: dict[str, Any], cfg: IngestConfig, key: str
+) -> Converted:
     rate = int(info["sample_rate"])
-    target = int(cfg.sample_rate) or rate
+    target = cfg.sample_rate or rate
     done = list(info["converted"])
     if target != rate:
         from math import gcd
@@ -355,8 +362,10 @@ def _convert_audio(data: bytes, samples: np.ndarray, info: dict[str, Any], cfg: 
     return Converted(out, "wav", {"sample_rate": target, "duration_s": len(samples) / target}, done)
 
 
-def _convert_pc(data: bytes, points: np.ndarray, info: dict[str, Any], cfg: Any, key: str) -> Converted:
-    want = int(cfg.points)
+def _convert_pc(
+    data: bytes, points: np.ndarray, info: dict[str, Any], cfg: IngestConfig, key: str
+) -> Converted:
+    want = cfg.points
     done = list(info["converted"])
     if want and len(points) != want:
         seed = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big")
@@ -369,8 +378,10 @@ def _convert_pc(data: bytes, points: np.ndarray, info: dict[str, Any], cfg: Any,
     return Converted(media.encode_pc(points), "npy", {"points": len(points)}, done)
 
 
-def _convert_video(data: bytes, frames: np.ndarray, info: dict[str, Any], cfg: Any, key: str) -> Converted:
-    want, size = int(cfg.video_frames), int(cfg.video_size)
+def _convert_video(
+    data: bytes, frames: np.ndarray, info: dict[str, Any], cfg: IngestConfig, key: str
+) -> Converted:
+    want, size = cfg.video_frames, cfg.video_size
     fps = float(info["fps"])
     done = []
     if want and len(frames) != want:
@@ -385,8 +396,8 @@ def _convert_video(data: bytes, frames: np.ndarray, info: dict[str, Any], cfg: A
             done.append(f"resize {info['width']}x{info['height']} -> {side}x{side}")
     if done:
         fps = float(cfg.video_fps)
-        data = media.encode_video(frames, fps=int(cfg.video_fps))
-        done.append(f"re-encoded at {int(cfg.video_fps)} fps")
+        data = media.encode_video(frames, fps=cfg.video_fps)
+        done.append(f"re-encoded at {cfg.video_fps} fps")
     meta = {
         "width": frames.shape[2],
         "height": frames.shape[1],
@@ -409,14 +420,14 @@ def _member_key(source: str, media_path: Path, used: set[str]) -> str:
 
 
 def convert_medium(
-    modality: str, media_path: Path, row: SourceRow, cfg: Any, key: str
+    modality: str, media_path: Path, row: SourceRow, cfg: XibConfig, key: str
 ) -> tuple[Converted, dict]:
     """Read, check (shared rules), convert, and check the stored bytes as `xib validate` will."""
     from xib.data.validate import RowError, check_medium
 
     limits = cfg.data.limits
     where = f"{Path(row.file).name} row {row.row}"
-    data = read_regular(media_path, int(limits.max_media_bytes), row=row.row)
+    data = read_regular(media_path, limits.max_media_bytes, row=row.row)
     try:
         array, info = check_media(modality, data, limits, name=str(media_path))
     except DataError as err:
@@ -463,7 +474,7 @@ def _resolve(rows: list[SourceRow], media_dir: Path, on_missing: str) -> tuple[l
 
 
 @contextlib.contextmanager
-def _no_new_folders_on_failure(cfg: Any, modalities: set[str]) -> Any:
+def _no_new_folders_on_failure(cfg: XibConfig, modalities: set[str]) -> Any:
     """The folders staging creates (data/, world/, world/<m>/) are removed again when the run fails."""
     data = Path(cfg.paths.data)
     folders = [data, data / "world", *(data / "world" / m for m in sorted(modalities))]
@@ -477,40 +488,15 @@ def _no_new_folders_on_failure(cfg: Any, modalities: set[str]) -> Any:
         raise
 
 
-def ingest(cfg: Any) -> dict[str, Any]:
+def ingest(cfg: XibConfig) -> dict[str, Any]:
     """Convert `cfg.data.ingest` into `data/world/<m>/<split>/` manifests and shards; returns a summary."""
-    from tqdm import tqdm
-
     icfg = cfg.data.ingest
-    fmt = str(icfg.format)
-    if fmt not in FORMATS:
-        raise DataError("data.ingest.format", f"format is one of {sorted(FORMATS)}", detail=repr(fmt))
-    if str(icfg.on_missing) not in ("skip", "error"):
-        raise DataError("data.ingest.on_missing", "on_missing is skip or error", detail=str(icfg.on_missing))
-    path = Path(str(icfg.path))
-    if not str(icfg.path) or not (path.is_file() or (fmt == "audiocaps" and path.is_dir())):
-        raise DataError(str(path), "annotation file exists (data.ingest.path)")
-    media_dir = Path(str(icfg.media_dir)) if str(icfg.media_dir) else (path if path.is_dir() else path.parent)
-    if not media_dir.is_dir():
-        raise DataError(str(media_dir), "media folder exists (data.ingest.media_dir)")
+    fmt, path, media_dir = _source(icfg)
     started = time.perf_counter()
 
-    ctx = Context(cfg.data.limits, icfg, int(cfg.data.validate.max_caption_chars))
-    rows = READERS[fmt](path, ctx)
-    if int(icfg.limit) > 0:
-        rows = rows[: int(icfg.limit)]
-    seen: dict[str, SourceRow] = {}
-    for row in rows:
-        first = seen.setdefault(row.item_id, row)
-        if first is not row:
-            raise DataError(
-                row.file,
-                "annotation ids are unique",
-                row=row.row,
-                detail=f"{row.item_id} also at {first.file} row {first.row}",
-            )
-
-    kept, missing, views_absent = _resolve(rows, media_dir, str(icfg.on_missing))
+    ctx = Context(cfg.data.limits, icfg, cfg.data.validate.max_caption_chars)
+    rows = _read_rows(fmt, path, ctx, icfg.limit)
+    kept, missing, views_absent = _resolve(rows, media_dir, icfg.on_missing)
     if not kept:
         raise DataError(
             str(path), "at least one row has its media file", detail=f"{missing} missing in {media_dir}"
@@ -519,51 +505,7 @@ def ingest(cfg: Any) -> dict[str, Any]:
     by_target: dict[tuple[str, str], list[SourceRow]] = {}
     for row in kept:
         by_target.setdefault((row.modality, assign_split(row, icfg)), []).append(row)
-
-    counts: dict[str, dict[str, int]] = {}
-    conversions: dict[str, int] = {}
-    with _no_new_folders_on_failure(cfg, {m for m, _ in by_target}), contextlib.ExitStack() as stack:
-        staged = {
-            target: stack.enter_context(atomic_path(manifest_path(cfg, *target).parent))
-            for target in by_target
-        }
-        progress = tqdm(total=len(kept), desc=f"ingest {fmt}", unit="item", leave=False, disable=None)
-        for (modality, split), split_rows in by_target.items():
-            groups: dict[Path, list[SourceRow]] = {}
-            for row in split_rows:
-                groups.setdefault(row.media, []).append(row)  # type: ignore[arg-type]
-            records = []
-            used: set[str] = set()
-            with ShardWriter(staged[(modality, split)], max_items=int(icfg.shard_items)) as writer:
-                for media_path, group in groups.items():
-                    key = _member_key(fmt, media_path, used)
-                    converted, source = convert_medium(modality, media_path, group[0], cfg, key)
-                    uri = writer.write(f"{key}.{converted.ext}", converted.data)
-                    checksum = sha256(converted.data)
-                    for step in converted.conversion:
-                        kind = step.split(" ")[0]
-                        conversions[f"{modality} {kind}"] = conversions.get(f"{modality} {kind}", 0) + 1
-                    for row in group:
-                        records.append(
-                            {
-                                "id": row.item_id,
-                                "entity_id": row.entity_id,
-                                "kind": "",
-                                "modality": modality,
-                                "uri": uri,
-                                "caption": row.caption,
-                                "split": split,
-                                "source": fmt,
-                                "checksum": checksum,
-                                **converted.meta,
-                                "conversion": "; ".join([*converted.conversion, *row.notes]),
-                                "source_meta": json.dumps(source, sort_keys=True),
-                            }
-                        )
-                    progress.update(len(group))
-            write_manifest(pd.DataFrame.from_records(records), staged[(modality, split)] / MANIFEST_NAME)
-            counts.setdefault(modality, {})[split] = len(records)
-        progress.close()
+    counts, conversions = _write_targets(cfg, fmt, by_target, len(kept))
     # splits of an ingested modality that this ingest did not produce are stale (another source)
     for modality in counts:
         for split in SPLITS:
@@ -592,3 +534,108 @@ def ingest(cfg: Any) -> dict[str, Any]:
     }
     write_json(Path(cfg.paths.data) / "reports" / f"ingest_{primary}.json", summary)
     return summary
+
+
+def _source(icfg: IngestConfig) -> tuple[str, Path, Path]:
+    """(format, annotation file or folder, media folder), each checked before anything is read."""
+    fmt = icfg.format
+    if fmt not in FORMATS:
+        raise DataError("data.ingest.format", f"format is one of {sorted(FORMATS)}", detail=repr(fmt))
+    if icfg.on_missing not in ("skip", "error"):
+        raise DataError("data.ingest.on_missing", "on_missing is skip or error", detail=icfg.on_missing)
+    path = Path(icfg.path)
+    if not icfg.path or not (path.is_file() or (fmt == "audiocaps" and path.is_dir())):
+        raise DataError(str(path), "annotation file exists (data.ingest.path)")
+    media_dir = Path(icfg.media_dir) if icfg.media_dir else (path if path.is_dir() else path.parent)
+    if not media_dir.is_dir():
+        raise DataError(str(media_dir), "media folder exists (data.ingest.media_dir)")
+    return fmt, path, media_dir
+
+
+def _read_rows(fmt: str, path: Path, ctx: Context, limit: int) -> list[SourceRow]:
+    """The annotation file's rows (the first `limit` when > 0); an id seen twice is refused."""
+    rows = READERS[fmt](path, ctx)
+    if limit > 0:
+        rows = rows[:limit]
+    seen: dict[str, SourceRow] = {}
+    for row in rows:
+        first = seen.setdefault(row.item_id, row)
+        if first is not row:
+            raise DataError(
+                row.file,
+                "annotation ids are unique",
+                row=row.row,
+                detail=f"{row.item_id} also at {first.file} row {first.row}",
+            )
+    return rows
+
+
+def _write_targets(
+    cfg: XibConfig, fmt: str, by_target: dict[tuple[str, str], list[SourceRow]], total: int
+) -> tuple[dict[str, dict[str, int]], dict[str, int]]:
+    """Convert and write every (modality, split) into staged folders, renamed into place only when all
+    succeed; returns (items per modality and split, conversion steps counted by kind)."""
+    from tqdm import tqdm
+
+    counts: dict[str, dict[str, int]] = {}
+    conversions: dict[str, int] = {}
+    with _no_new_folders_on_failure(cfg, {m for m, _ in by_target}), contextlib.ExitStack() as stack:
+        staged = {
+            target: stack.enter_context(atomic_path(manifest_path(cfg, *target).parent))
+            for target in by_target
+        }
+        progress = tqdm(total=total, desc=f"ingest {fmt}", unit="item", leave=False, disable=None)
+        for (modality, split), split_rows in by_target.items():
+            records = _write_split(
+                cfg, fmt, modality, split, split_rows, staged[(modality, split)], conversions, progress
+            )
+            write_manifest(pd.DataFrame.from_records(records), staged[(modality, split)] / MANIFEST_NAME)
+            counts.setdefault(modality, {})[split] = len(records)
+        progress.close()
+    return counts, conversions
+
+
+def _write_split(
+    cfg: XibConfig,
+    fmt: str,
+    modality: str,
+    split: str,
+    split_rows: list[SourceRow],
+    folder: Path,
+    conversions: dict[str, int],
+    progress: Any,
+) -> list[dict[str, Any]]:
+    """One (modality, split): each medium converted and sharded once, one manifest record per caption."""
+    groups: dict[Path, list[SourceRow]] = {}
+    for row in split_rows:
+        groups.setdefault(row.media, []).append(row)  # type: ignore[arg-type]
+    records = []
+    used: set[str] = set()
+    with ShardWriter(folder, max_items=cfg.data.ingest.shard_items) as writer:
+        for media_path, group in groups.items():
+            key = _member_key(fmt, media_path, used)
+            converted, source = convert_medium(modality, media_path, group[0], cfg, key)
+            uri = writer.write(f"{key}.{converted.ext}", converted.data)
+            checksum = sha256(converted.data)
+            for step in converted.conversion:
+                kind = step.split(" ")[0]
+                conversions[f"{modality} {kind}"] = conversions.get(f"{modality} {kind}", 0) + 1
+            for row in group:
+                records.append(
+                    {
+                        "id": row.item_id,
+                        "entity_id": row.entity_id,
+                        "kind": "",
+                        "modality": modality,
+                        "uri": uri,
+                        "caption": row.caption,
+                        "split": split,
+                        "source": fmt,
+                        "checksum": checksum,
+                        **converted.meta,
+                        "conversion": "; ".join([*converted.conversion, *row.notes]),
+                        "source_meta": json.dumps(source, sort_keys=True),
+                    }
+                )
+            progress.update(len(group))
+    return records

@@ -26,9 +26,10 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from xib.config import MODALITIES
+from xib.data.config import GENERATORS, TASKS
 from xib.data.fuzzy import judge, normalize
 from xib.data.world import (
     COLOURS,
@@ -43,9 +44,11 @@ from xib.data.world import (
 )
 from xib.errors import XibError
 from xib.io import atomic_path, write_json
-
-from xib.data.config import GENERATORS, TASKS
 from xib.train.config import MIXES
+
+if TYPE_CHECKING:
+    from xib.config import XibConfig
+    from xib.data.config import InstructConfig, InstructLLMConfig
 
 # Attribute -> (its value for a kind as the caption words it, every value it can take).
 ATTRIBUTES: dict[str, tuple[Callable[[Kind], str], tuple[str, ...]]] = {
@@ -142,7 +145,7 @@ class TemplateGenerator:
     """Answers from the world's ground truth, questions from conf wordings, answers read back from
     the caption with the world's vocabulary (so a caption that does not state the value fails)."""
 
-    def __init__(self, icfg: Any, seed: int) -> None:
+    def __init__(self, icfg: InstructConfig, seed: int) -> None:
         self.seed = int(seed)
         self.qa_attributes = {m: list(a) for m, a in icfg.qa_attributes.items()}
         self.questions = {a: list(q) for a, q in icfg.questions.items()}
@@ -188,7 +191,7 @@ class TemplateGenerator:
 class LLMGenerator:
     """The paper's prompts through a local HF model (seq2seq, e.g. flan-t5, or causal), greedy decoding."""
 
-    def __init__(self, model_dir: str, llm_cfg: Any, seed: int) -> None:
+    def __init__(self, model_dir: str, llm_cfg: InstructLLMConfig, seed: int) -> None:
         import torch
         from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
@@ -207,9 +210,9 @@ class LLMGenerator:
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         loader = AutoModelForSeq2SeqLM if self.seq2seq else AutoModelForCausalLM
-        self.model = (
-            loader.from_pretrained(path, dtype=getattr(torch, llm_cfg.dtype)).to(llm_cfg.device).eval()
-        )
+        # transformers types `.to` on the loaded model as its decorated wrapper; the model is what returns
+        model: Any = loader.from_pretrained(path, dtype=getattr(torch, llm_cfg.dtype))
+        self.model = model.to(llm_cfg.device).eval()
 
     def generate(self, prompts: Sequence[str], n: int = 1, desc: str = "generate") -> list[list[str]]:
         import torch
@@ -259,7 +262,7 @@ class LLMGenerator:
         return [g[0] for g in self.generate(prompts, 1, "round trip")]
 
 
-def make_generator(icfg: Any) -> QAGenerator:
+def make_generator(icfg: InstructConfig) -> QAGenerator:
     if icfg.generator == "templates":
         return TemplateGenerator(icfg, icfg.seed)
     if icfg.generator == "llm":
@@ -277,13 +280,11 @@ class QAResult:
     verdicts: Counter
 
 
-def generate_qa(items: Sequence[Item], generator: QAGenerator, icfg: Any) -> QAResult:
+def generate_qa(items: Sequence[Item], generator: QAGenerator, icfg: InstructConfig) -> QAResult:
     """Answer -> question -> round trip for every item, filtered; one list of kept pairs per item."""
-    proposals = generator.propose(items, int(icfg.qa_per_item))
+    proposals = generator.propose(items, icfg.qa_per_item)
     pairs = [
-        (item, answer)
-        for item, answers in zip(items, proposals)
-        for answer in answers[: int(icfg.qa_per_item)]
+        (item, answer) for item, answers in zip(items, proposals) for answer in answers[: icfg.qa_per_item]
     ]
     questions = generator.ask(pairs) if pairs else []
     trips = generator.answer([(item, q) for (item, _), q in zip(pairs, questions)]) if pairs else []
@@ -291,9 +292,7 @@ def generate_qa(items: Sequence[Item], generator: QAGenerator, icfg: Any) -> QAR
     records: list[dict[str, Any]] = []
     per_item: Counter = Counter()
     for (item, answer), question, trip in zip(pairs, questions, trips):
-        verdict = judge(
-            answer, question, trip, item.caption, float(icfg.fuzzy_threshold), int(icfg.min_answer_chars)
-        )
+        verdict = judge(answer, question, trip, item.caption, icfg.fuzzy_threshold, icfg.min_answer_chars)
         verdicts[verdict.reason] += 1
         if not verdict.keep:
             continue
@@ -315,7 +314,7 @@ def generate_qa(items: Sequence[Item], generator: QAGenerator, icfg: Any) -> QAR
     return QAResult(records, len(pairs), verdicts)
 
 
-def _template(icfg: Any, task: str, item: Item, salt: str = "") -> str:
+def _template(icfg: InstructConfig, task: str, item: Item, salt: str = "") -> str:
     templates = list(icfg.templates.get(task, {}).get(item.modality, []))
     if not templates:
         raise XibError(f"data.instruct.templates.{task}.{item.modality}: no instruction templates")
@@ -338,7 +337,9 @@ def _record(item: Item, task: str, instruction: str, answer: str, rid: str, **ex
     return record
 
 
-def build_records(items: Sequence[Item], icfg: Any, generator: QAGenerator | None) -> tuple[list[dict], dict]:
+def build_records(
+    items: Sequence[Item], icfg: InstructConfig, generator: QAGenerator | None
+) -> tuple[list[dict], dict]:
     """Every record for the items of one modality and split, item by item, and counts."""
     tasks = list(icfg.tasks)
     qa_by_item: dict[str, list[dict[str, Any]]] = {}
@@ -396,7 +397,7 @@ def build_records(items: Sequence[Item], icfg: Any, generator: QAGenerator | Non
     return records, stats
 
 
-def check_config(icfg: Any) -> None:
+def check_config(icfg: InstructConfig) -> None:
     for name, values, allowed in (
         ("modalities", icfg.modalities, MODALITIES),
         ("tasks", icfg.tasks, TASKS),
@@ -413,7 +414,7 @@ def check_config(icfg: Any) -> None:
     for attribute in {a for attrs in icfg.qa_attributes.values() for a in attrs}:
         if not icfg.questions.get(attribute):
             raise XibError(f"data.instruct.questions.{attribute}: no question wordings")
-    if float(icfg.fuzzy_threshold) < 0 or float(icfg.fuzzy_threshold) >= 100:
+    if icfg.fuzzy_threshold < 0 or icfg.fuzzy_threshold >= 100:
         raise XibError("data.instruct.fuzzy_threshold must be in [0, 100)")
 
 
@@ -435,7 +436,7 @@ def items_from_manifest(df: Any, modality: str, split: str) -> list[Item]:
     return items
 
 
-def instruct_path(cfg: Any, modality: str, split: str) -> Path:
+def instruct_path(cfg: XibConfig, modality: str, split: str) -> Path:
     return Path(cfg.paths.data) / "instruct" / modality / f"{split}.jsonl"
 
 
@@ -446,7 +447,7 @@ def write_jsonl(path: Path, records: Sequence[Mapping[str, Any]]) -> None:
                 handle.write(json.dumps(record, sort_keys=True) + "\n")
 
 
-def build_instruct(cfg: Any, generator: QAGenerator | None = None) -> dict[str, Any]:
+def build_instruct(cfg: XibConfig, generator: QAGenerator | None = None) -> dict[str, Any]:
     """Write `data/instruct/<m>/<split>.jsonl` for every modality and split with a manifest, and
     `data/instruct/summary.json` (counts, filter verdicts, sqrt mixture of the train tasks)."""
     from xib.data.manifest import manifest_path, read_manifest

@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xib.errors import DataError
+
+if TYPE_CHECKING:
+    from xib.config import XibConfig
 
 REQUIRED = ("item_id", "instruction", "answer")
 
 
-def instruct_path(cfg: Any, modality: str, split: str) -> Path:
-    return Path(str(cfg.paths.data)) / "instruct" / modality / f"{split}.jsonl"
+def instruct_path(cfg: XibConfig, modality: str, split: str) -> Path:
+    return Path(cfg.paths.data) / "instruct" / modality / f"{split}.jsonl"
 
 
 def read_instructions(path: str | Path) -> list[dict[str, Any]]:

@@ -6,19 +6,20 @@ The columns are the contract of docs/ARCHITECTURE.md; `write_manifest` coerces a
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow as pa
-
-from xib.hashing import sha256_bytes as sha256  # noqa: F401 - the manifest checksum, imported from here
 import pyarrow.parquet as pq
 
 from xib.errors import DataError
+from xib.hashing import sha256_bytes as sha256  # noqa: F401 - the manifest checksum, imported from here
 from xib.io import atomic_path
+
+if TYPE_CHECKING:
+    from xib.config import XibConfig
 
 MANIFEST_SCHEMA = pa.schema(
     [
@@ -59,9 +60,7 @@ OPTIONAL_COLUMNS = ("conversion", "source_meta")
 MANIFEST_NAME = "manifest.parquet"
 
 
-
-
-def manifest_path(cfg: Any, modality: str, split: str) -> Path:
+def manifest_path(cfg: XibConfig, modality: str, split: str) -> Path:
     """`<paths.data>/world/<modality>/<split>/manifest.parquet` (world and ingest alike)."""
     return Path(cfg.paths.data) / "world" / modality / split / MANIFEST_NAME
 

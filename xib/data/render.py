@@ -270,6 +270,7 @@ def _phase(freq: np.ndarray | float, n: int, sr: int) -> np.ndarray:
 
 
 def _synth(kind: Kind, f0: float, t: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
+    # Long on purpose: one short branch per sound reads as a table; split, the draws' order would be harder to see.
     """The kind's sound at base pitch `f0`; `t` is float32 seconds (float32 keeps numpy's SIMD paths)."""
     n, dur = t.size, t.size / sr
     offset = float(rng.uniform(0.0, 0.1))

@@ -22,11 +22,14 @@ import io
 import warnings
 import zipfile
 import zlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from xib.errors import DataError
+
+if TYPE_CHECKING:
+    from xib.data.config import LimitsConfig
 
 ACCEPTED = {
     "image": ("png", "jpeg"),
@@ -75,17 +78,15 @@ def _refuse(name: str, rule: str, detail: str = "") -> DataError:
 
 
 def check_media(
-    modality: str, data: bytes, limits: Any, name: str = "<media>"
+    modality: str, data: bytes, limits: LimitsConfig, name: str = "<media>"
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Check and decode one medium (see the module docstring); DataError(name, rule) when it breaks one."""
     if modality not in ACCEPTED:
         raise ValueError(f"unknown modality {modality!r}")
     if not data:
         raise _refuse(name, "media file is not empty")
-    if len(data) > int(limits.max_media_bytes):
-        raise _refuse(
-            name, f"media file is at most {int(limits.max_media_bytes)} bytes", f"{len(data)} bytes"
-        )
+    if len(data) > limits.max_media_bytes:
+        raise _refuse(name, f"media file is at most {limits.max_media_bytes} bytes", f"{len(data)} bytes")
     fmt = sniff(data)
     if fmt not in ACCEPTED[modality]:
         accepted = "/".join(f.upper() for f in ACCEPTED[modality])
@@ -101,15 +102,17 @@ def check_media(
     except DataError:
         raise
     except Exception as err:  # noqa: BLE001 - the parsers of hostile bytes raise many types; each is a refusal
-        raise _refuse(name, f"{modality} file decodes completely", f"{type(err).__name__}: {str(err)[:200]}") from None
+        raise _refuse(
+            name, f"{modality} file decodes completely", f"{type(err).__name__}: {str(err)[:200]}"
+        ) from None
 
 
 # ---------------------------------------------------------------------------------------------- image
-def _image(data: bytes, fmt: str, limits: Any, name: str) -> tuple[np.ndarray, dict[str, Any]]:
+def _image(data: bytes, fmt: str, limits: LimitsConfig, name: str) -> tuple[np.ndarray, dict[str, Any]]:
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     converted: list[str] = []
-    max_pixels = int(limits.max_image_pixels)
+    max_pixels = limits.max_image_pixels
     size = _image_size(data, fmt)  # from the header bytes, before any decoder sees the file
     if size is None:
         raise _refuse(name, "image header is readable", f"no {fmt.upper()} size found")
@@ -230,7 +233,7 @@ def _riff_check(data: bytes, name: str) -> None:
     raise _refuse(name, "WAV has a fmt chunk before its data chunk")
 
 
-def _audio(data: bytes, fmt: str, limits: Any, name: str) -> tuple[np.ndarray, dict[str, Any]]:
+def _audio(data: bytes, fmt: str, limits: LimitsConfig, name: str) -> tuple[np.ndarray, dict[str, Any]]:
     import soundfile as sf
 
     if fmt == "wav":
@@ -247,17 +250,16 @@ def _audio(data: bytes, fmt: str, limits: Any, name: str) -> tuple[np.ndarray, d
     )
     if subtype not in AUDIO_SUBTYPES:
         raise _refuse(name, f"audio encoding is one of {', '.join(AUDIO_SUBTYPES)}", subtype)
-    if not 1 <= channels <= int(limits.max_audio_channels):
-        raise _refuse(name, f"audio has 1..{int(limits.max_audio_channels)} channels", f"{channels}")
-    lo, hi = int(limits.min_sample_rate), int(limits.max_sample_rate)
+    if not 1 <= channels <= limits.max_audio_channels:
+        raise _refuse(name, f"audio has 1..{limits.max_audio_channels} channels", f"{channels}")
+    lo, hi = limits.min_sample_rate, limits.max_sample_rate
     if not lo <= rate <= hi:
         raise _refuse(name, f"audio sample rate is {lo}..{hi} Hz", f"{rate} Hz")
-    max_frames = min(int(limits.max_audio_samples) // channels, int(float(limits.max_audio_seconds) * rate))
+    max_frames = min(limits.max_audio_samples // channels, int(limits.max_audio_seconds * rate))
     if declared > max_frames:
         raise _refuse(
             name,
-            f"audio lasts at most {float(limits.max_audio_seconds):g} s and "
-            f"{int(limits.max_audio_samples)} samples",
+            f"audio lasts at most {limits.max_audio_seconds:g} s and {limits.max_audio_samples} samples",
             f"{declared} frames x {channels} channels at {rate} Hz in the header",
         )
     try:
@@ -266,7 +268,7 @@ def _audio(data: bytes, fmt: str, limits: Any, name: str) -> tuple[np.ndarray, d
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
         raise _refuse(name, "audio decodes completely", str(err)) from None
     if len(frames) > max_frames:
-        raise _refuse(name, f"audio lasts at most {float(limits.max_audio_seconds):g} s", "decoded longer")
+        raise _refuse(name, f"audio lasts at most {limits.max_audio_seconds:g} s", "decoded longer")
     if fmt == "flac" and 0 < len(frames) < declared:
         raise _refuse(name, "audio decodes completely", f"{len(frames)} of {declared} frames")
     if len(frames) == 0:
@@ -321,21 +323,21 @@ def _npy_header(handle: Any, name: str) -> tuple[tuple[int, ...], np.dtype]:
     return tuple(int(s) for s in shape), dtype
 
 
-def _check_header(shape: tuple[int, ...], dtype: np.dtype, limits: Any, name: str) -> None:
+def _check_header(shape: tuple[int, ...], dtype: np.dtype, limits: LimitsConfig, name: str) -> None:
     if dtype.hasobject:
         raise _refuse(name, "point cloud holds no pickled objects (object arrays)", str(dtype))
     if dtype.kind not in "fiu" or dtype.itemsize > 8:
         raise _refuse(name, "point cloud is an integer or float array", str(dtype))
     if len(shape) != 2 or shape[1] < 3:
         raise _refuse(name, "point cloud has shape [N, 3+]", f"shape {shape}")
-    if shape[0] > int(limits.max_points):
-        raise _refuse(name, f"point cloud has at most {int(limits.max_points)} points", f"{shape[0]} points")
+    if shape[0] > limits.max_points:
+        raise _refuse(name, f"point cloud has at most {limits.max_points} points", f"{shape[0]} points")
     nbytes = shape[0] * shape[1] * dtype.itemsize
-    if nbytes > int(limits.max_array_bytes):
-        raise _refuse(name, f"array is at most {int(limits.max_array_bytes)} bytes", f"{nbytes} bytes")
+    if nbytes > limits.max_array_bytes:
+        raise _refuse(name, f"array is at most {limits.max_array_bytes} bytes", f"{nbytes} bytes")
 
 
-def _pc(data: bytes, fmt: str, limits: Any, name: str) -> tuple[np.ndarray, dict[str, Any]]:
+def _pc(data: bytes, fmt: str, limits: LimitsConfig, name: str) -> tuple[np.ndarray, dict[str, Any]]:
     member = ""
     try:
         if fmt == "npy":
@@ -352,7 +354,7 @@ def _pc(data: bytes, fmt: str, limits: Any, name: str) -> tuple[np.ndarray, dict
                     names = [i.filename for i in infos][:5]
                     raise _refuse(name, "NPZ holds one array or one named arr_0", f"members {names}")
                 member = chosen.filename
-                limit = int(limits.max_array_bytes) + 4096  # the array and its NPY header
+                limit = limits.max_array_bytes + 4096  # the array and its NPY header
                 if chosen.file_size > limit:
                     raise _refuse(
                         name,
@@ -410,11 +412,39 @@ def _pc(data: bytes, fmt: str, limits: Any, name: str) -> tuple[np.ndarray, dict
 
 
 # ---------------------------------------------------------------------------------------------- video
-def _video(data: bytes, limits: Any, name: str) -> tuple[np.ndarray, dict[str, Any]]:
+def _video_header(stream: Any, name: str, limits: LimitsConfig) -> tuple[str, int, int, int]:
+    """(codec, width, height, most frames allowed) from the stream's header, refused before decoding."""
+    max_frames, max_pixels = limits.max_video_frames, limits.max_video_pixels
+    max_seconds, max_bytes = limits.max_video_seconds, limits.max_array_bytes
+    if stream.codec_context is None:  # a stream whose codec FFmpeg could not open
+        raise _refuse(name, "video stream has a decodable codec", "none found")
+    codec = str(stream.codec_context.name)
+    if codec not in VIDEO_CODECS:
+        raise _refuse(name, f"video codec is one of {', '.join(VIDEO_CODECS)}", codec)
+    width, height = int(stream.codec_context.width), int(stream.codec_context.height)
+    if width * height > max_pixels:
+        raise _refuse(
+            name, f"video frames have at most {max_pixels} pixels", f"{width}x{height} in the header"
+        )
+    declared = int(stream.frames or 0)
+    frame_bytes = max(width * height * 3, 1)
+    frame_cap = min(max_frames, max_bytes // frame_bytes)
+    if declared > frame_cap:
+        raise _refuse(
+            name,
+            f"video has at most {frame_cap} frames of {width}x{height}",
+            f"{declared} in the header",
+        )
+    seconds = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else 0.0
+    if seconds > max_seconds:
+        raise _refuse(name, f"video lasts at most {max_seconds:g} s", f"{seconds:.1f} s in the header")
+    return codec, width, height, frame_cap
+
+
+def _video(data: bytes, limits: LimitsConfig, name: str) -> tuple[np.ndarray, dict[str, Any]]:
     import av
 
-    max_frames, max_pixels = int(limits.max_video_frames), int(limits.max_video_pixels)
-    max_seconds, max_bytes = float(limits.max_video_seconds), int(limits.max_array_bytes)
+    max_seconds = limits.max_video_seconds
     try:
         with av.open(io.BytesIO(data), mode="r") as container:
             if "mp4" not in str(container.format.name).split(","):
@@ -423,32 +453,7 @@ def _video(data: bytes, limits: Any, name: str) -> tuple[np.ndarray, dict[str, A
                 raise _refuse(name, "video file has a video stream")
             stream = container.streams.video[0]
             stream.thread_count = 1
-            if stream.codec_context is None:  # a stream whose codec FFmpeg could not open
-                raise _refuse(name, "video stream has a decodable codec", "none found")
-            codec = str(stream.codec_context.name)
-            if codec not in VIDEO_CODECS:
-                raise _refuse(name, f"video codec is one of {', '.join(VIDEO_CODECS)}", codec)
-            width, height = int(stream.codec_context.width), int(stream.codec_context.height)
-            if width * height > max_pixels:
-                raise _refuse(
-                    name, f"video frames have at most {max_pixels} pixels", f"{width}x{height} in the header"
-                )
-            declared = int(stream.frames or 0)
-            frame_bytes = max(width * height * 3, 1)
-            frame_cap = min(max_frames, max_bytes // frame_bytes)
-            if declared > frame_cap:
-                raise _refuse(
-                    name,
-                    f"video has at most {frame_cap} frames of {width}x{height}",
-                    f"{declared} in the header",
-                )
-            seconds = (
-                float(stream.duration * stream.time_base) if stream.duration and stream.time_base else 0.0
-            )
-            if seconds > max_seconds:
-                raise _refuse(
-                    name, f"video lasts at most {max_seconds:g} s", f"{seconds:.1f} s in the header"
-                )
+            codec, width, height, frame_cap = _video_header(stream, name, limits)
             rate = stream.average_rate or stream.guessed_rate or stream.base_rate
             frames = []
             for frame in container.decode(stream):

@@ -17,7 +17,7 @@ import math
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -46,6 +46,10 @@ from xib.data.shards import iter_items
 from xib.data.text import is_control, quoted
 from xib.errors import DataError
 from xib.io import atomic_path, write_json
+
+if TYPE_CHECKING:
+    from xib.config import XibConfig
+    from xib.data.config import LimitsConfig, ValidateConfig
 
 REPORT_NAME = "validate.json"
 _DURATION_TOLERANCE_S = 0.05  # container rounding of durations (frame/sample counts are exact)
@@ -188,8 +192,8 @@ def check_medium(
     modality: str,
     row: pd.Series,
     data: bytes,
-    vcfg: Any,
-    limits: Any,
+    vcfg: ValidateConfig,
+    limits: LimitsConfig,
     decoded: tuple[np.ndarray, dict[str, Any]] | None = None,
 ) -> None:
     """Every rule one stored medium must satisfy; raises RowError naming the first one broken.
@@ -199,11 +203,11 @@ def check_medium(
     data set's rate, point count, sizes) and the row's own metadata. `decoded`: what `check_media`
     already returned for exactly these bytes (ingest storing a source file unchanged).
     """
-    if len(data) > int(vcfg.max_media_bytes):
-        raise RowError(f"media file is at most {int(vcfg.max_media_bytes)} bytes", f"{len(data)} bytes")
+    if len(data) > vcfg.max_media_bytes:
+        raise RowError(f"media file is at most {vcfg.max_media_bytes} bytes", f"{len(data)} bytes")
     if len(data) == 0:
         raise RowError("media file is not empty")
-    if bool(vcfg.check_checksum) and sha256(data) != str(row["checksum"]):
+    if vcfg.check_checksum and sha256(data) != str(row["checksum"]):
         raise RowError(
             "checksum matches the media bytes (sha256)", f"manifest {str(row['checksum'])[:12]}..."
         )
@@ -223,54 +227,54 @@ def check_medium(
         _check_video(row, array, info, vcfg)
 
 
-def _check_image(row: pd.Series, image: np.ndarray, info: dict[str, Any], vcfg: Any) -> None:
+def _check_image(row: pd.Series, image: np.ndarray, info: dict[str, Any], vcfg: ValidateConfig) -> None:
     if info["mode"] != "RGB":
         raise RowError("image has 3 channels (RGB)", f"mode {info['mode']}")
     height, width = image.shape[:2]
-    lo, hi = int(vcfg.min_image_side), int(vcfg.max_image_side)
+    lo, hi = vcfg.min_image_side, vcfg.max_image_side
     if not (lo <= height <= hi and lo <= width <= hi):
         raise RowError(f"image sides are between {lo} and {hi}", f"{width}x{height}")
     _agrees("width", row["width"], width)
     _agrees("height", row["height"], height)
 
 
-def _check_audio(row: pd.Series, samples: np.ndarray, info: dict[str, Any], vcfg: Any) -> None:
+def _check_audio(row: pd.Series, samples: np.ndarray, info: dict[str, Any], vcfg: ValidateConfig) -> None:
     rate = int(info["sample_rate"])
-    if int(vcfg.sample_rate) and rate != int(vcfg.sample_rate):
-        raise RowError(f"audio sample rate is {int(vcfg.sample_rate)} Hz", f"{rate} Hz")
+    if vcfg.sample_rate and rate != vcfg.sample_rate:
+        raise RowError(f"audio sample rate is {vcfg.sample_rate} Hz", f"{rate} Hz")
     seconds = len(samples) / rate if rate else 0.0
-    lo, hi = float(vcfg.min_audio_seconds), float(vcfg.max_audio_seconds)
+    lo, hi = vcfg.min_audio_seconds, vcfg.max_audio_seconds
     if not lo <= seconds <= hi:
         raise RowError(f"audio lasts {lo}..{hi} s", f"{seconds:.3f} s")
     _agrees("sample_rate", row["sample_rate"], rate)
     _agrees("duration_s", row["duration_s"], seconds, _DURATION_TOLERANCE_S)
 
 
-def _check_pc(row: pd.Series, points: np.ndarray, info: dict[str, Any], vcfg: Any) -> None:
+def _check_pc(row: pd.Series, points: np.ndarray, info: dict[str, Any], vcfg: ValidateConfig) -> None:
     if info["columns"] != 3:
         raise RowError("point cloud has shape [N, 3]", f"{info['columns']} columns")
-    limit = float(vcfg.max_abs_coordinate)
+    limit = vcfg.max_abs_coordinate
     if points.size and float(np.abs(points).max()) > limit:
         raise RowError(
             f"point coordinates lie within +-{limit:g}", f"max |x| {float(np.abs(points).max()):.3g}"
         )
-    want = int(vcfg.points)
+    want = vcfg.points
     if (want and len(points) != want) or len(points) == 0:
         raise RowError(f"point cloud has {want or 'at least 1'} points", f"{len(points)} points")
     _agrees("points", row["points"], len(points))
 
 
-def _check_video(row: pd.Series, frames: np.ndarray, info: dict[str, Any], vcfg: Any) -> None:
+def _check_video(row: pd.Series, frames: np.ndarray, info: dict[str, Any], vcfg: ValidateConfig) -> None:
     count, height, width = frames.shape[:3]
     fps = float(info["fps"])
-    lo, hi = int(vcfg.min_frames), int(vcfg.max_frames)
+    lo, hi = vcfg.min_frames, vcfg.max_frames
     if not lo <= count <= hi:
         raise RowError(f"video has {lo}..{hi} frames", f"{count} frames")
-    side = int(vcfg.max_video_side)
+    side = vcfg.max_video_side
     if height > side or width > side:
         raise RowError(f"video sides are at most {side}", f"{width}x{height}")
     seconds = count / fps if fps else 0.0
-    lo_s, hi_s = float(vcfg.min_video_seconds), float(vcfg.max_video_seconds)
+    lo_s, hi_s = vcfg.min_video_seconds, vcfg.max_video_seconds
     if not lo_s <= seconds <= hi_s:
         raise RowError(f"video lasts {lo_s}..{hi_s} s", f"{seconds:.3f} s at {fps:g} fps")
     _agrees("frames", row["frames"], count)
@@ -279,9 +283,9 @@ def _check_video(row: pd.Series, frames: np.ndarray, info: dict[str, Any], vcfg:
     _agrees("duration_s", row["duration_s"], seconds, _DURATION_TOLERANCE_S)
 
 
-def _check_media(path: Path, df: pd.DataFrame, modality: str, cfg: Any, progress: Any) -> int:
+def _check_media(path: Path, df: pd.DataFrame, modality: str, cfg: XibConfig, progress: Any) -> int:
     vcfg, limits = cfg.data.validate, cfg.data.limits
-    endpoint = str(cfg.infra.s3_endpoint_url) or None
+    endpoint = cfg.infra.s3_endpoint_url or None
     checked = 0
     try:
         for row, data in iter_items(df, path.parent, endpoint):
@@ -333,7 +337,7 @@ def _html(report: dict[str, Any]) -> str:
 
 
 # -------------------------------------------------------------------------------------------- main
-def validate(cfg: Any) -> dict[str, Any]:
+def validate(cfg: XibConfig) -> dict[str, Any]:
     """Validate every manifest under `<paths.data>/world`; returns the report, raises DataError on the first bad row."""
     from tqdm import tqdm
 
@@ -396,9 +400,9 @@ def validate(cfg: Any) -> dict[str, Any]:
     except DataError as err:
         report["error"] = str(err)
         report["seconds"] = round(time.perf_counter() - started, 4)
-        _write_report(data_dir / "reports", report, bool(vcfg.html_report))
+        _write_report(data_dir / "reports", report, vcfg.html_report)
         raise
     report["items"] = sum(m["items"] for m in report["modalities"].values())
     report["seconds"] = round(time.perf_counter() - started, 4)
-    report["report"] = str(_write_report(data_dir / "reports", report, bool(vcfg.html_report)))
+    report["report"] = str(_write_report(data_dir / "reports", report, vcfg.html_report))
     return report

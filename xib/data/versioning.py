@@ -18,11 +18,14 @@ import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from xib.errors import XibError
+
+if TYPE_CHECKING:
+    from xib.config import XibConfig
 
 DATASETS = ("world", "instruct", "discrn")
 
@@ -47,11 +50,11 @@ def _dvc_repo(root: Path, action: str) -> Iterator[Any]:
         raise DvcError(f"dvc {action} failed in {root}: {type(err).__name__}: {err}") from None
 
 
-def project_root(cfg: Any) -> Path:
+def project_root(cfg: XibConfig) -> Path:
     return Path(cfg.paths.root).resolve()
 
 
-def dataset_paths(cfg: Any, datasets: list[str] | tuple[str, ...] | None = None) -> dict[str, Path]:
+def dataset_paths(cfg: XibConfig, datasets: list[str] | tuple[str, ...] | None = None) -> dict[str, Path]:
     """name -> absolute folder of each data set (whether or not it exists yet)."""
     names = list(datasets or DATASETS)
     unknown = [n for n in names if n not in DATASETS]
@@ -61,7 +64,7 @@ def dataset_paths(cfg: Any, datasets: list[str] | tuple[str, ...] | None = None)
     return {name: data / name for name in names}
 
 
-def ensure_repo(cfg: Any) -> Path:
+def ensure_repo(cfg: XibConfig) -> Path:
     """`dvc init` the project root if needed (with git when the root is a git repository)."""
     from dvc.config import Config
 
@@ -82,16 +85,16 @@ def ensure_repo(cfg: Any) -> Path:
     return root
 
 
-def remote_url(cfg: Any) -> str:
+def remote_url(cfg: XibConfig) -> str:
     """The configured remote as DVC wants it: URLs as they are, local folders absolute."""
-    url = str(cfg.infra.dvc_remote_url)
+    url = cfg.infra.dvc_remote_url
     if "://" in url:
         return url
     # relative paths in DVC config are relative to .dvc/, not to where the user stood
     return str(Path(url).expanduser().resolve())
 
 
-def configure_remote(cfg: Any) -> str:
+def configure_remote(cfg: XibConfig) -> str:
     """Make the configured remote DVC's default, in `.dvc/config.local`; returns its name.
 
     Written through DVC's own config API (what `dvc remote add --local -d -f` does). The remote's
@@ -100,7 +103,7 @@ def configure_remote(cfg: Any) -> str:
     from dvc.config import Config
 
     root = ensure_repo(cfg)
-    name, url = str(cfg.infra.dvc_remote), remote_url(cfg)
+    name, url = cfg.infra.dvc_remote, remote_url(cfg)
     if not name:
         raise XibError("infra.dvc_remote is empty: name the DVC remote")
     if "://" not in url:
@@ -112,8 +115,8 @@ def configure_remote(cfg: Any) -> str:
             section["endpointurl"] = endpoint
         # DVC's S3 remote takes whole seconds; without them a stalled transfer hangs `dvc push`
         retry = cfg.infra.retry
-        section["connect_timeout"] = str(math.ceil(float(retry.storage_connect_timeout_s)))
-        section["read_timeout"] = str(math.ceil(float(retry.storage_read_timeout_s)))
+        section["connect_timeout"] = str(math.ceil(retry.storage_connect_timeout_s))
+        section["read_timeout"] = str(math.ceil(retry.storage_read_timeout_s))
     with Config(dvc_dir=str(root / ".dvc")).edit("local") as conf:
         conf["remote"][name] = section
         conf["core"]["remote"] = name
@@ -136,7 +139,7 @@ def _pipeline_outputs(root: Path) -> dict[str, str]:
     return outputs
 
 
-def track(cfg: Any, datasets: list[str] | tuple[str, ...] | None = None) -> dict[str, str]:
+def track(cfg: XibConfig, datasets: list[str] | tuple[str, ...] | None = None) -> dict[str, str]:
     """Record the current content of the data sets in DVC's cache; returns name -> DVC md5.
 
     Data sets that do not exist (yet) are skipped; asking for one by name that is missing is an error.
@@ -175,7 +178,7 @@ def _recorded_md5(root: Path, rel: str, stage: str | None) -> str:
     raise DvcError(f"dvc.lock has no output {rel} for stage {stage}")
 
 
-def recorded_hashes(cfg: Any) -> dict[str, str]:
+def recorded_hashes(cfg: XibConfig) -> dict[str, str]:
     """name -> DVC md5 as recorded in `.dvc` files / `dvc.lock`, for the data sets DVC tracks."""
     root = project_root(cfg)
     outputs = _pipeline_outputs(root)
@@ -190,7 +193,7 @@ def recorded_hashes(cfg: Any) -> dict[str, str]:
     return hashes
 
 
-def _targets(cfg: Any, datasets: list[str] | tuple[str, ...] | None) -> list[str] | None:
+def _targets(cfg: XibConfig, datasets: list[str] | tuple[str, ...] | None) -> list[str] | None:
     """DVC targets for the data sets: their `.dvc` files or the stages that make them (None: all)."""
     if not datasets:
         return None  # everything DVC tracks in the project
@@ -203,14 +206,14 @@ def _targets(cfg: Any, datasets: list[str] | tuple[str, ...] | None) -> list[str
     return targets
 
 
-def push(cfg: Any, datasets: list[str] | tuple[str, ...] | None = None) -> int:
+def push(cfg: XibConfig, datasets: list[str] | tuple[str, ...] | None = None) -> int:
     """Upload the tracked data sets to the configured remote; returns how many files were uploaded."""
     name = configure_remote(cfg)
     with _dvc_repo(project_root(cfg), "push") as repo:
         return int(repo.push(targets=_targets(cfg, datasets), remote=name))
 
 
-def pull(cfg: Any, datasets: list[str] | tuple[str, ...] | None = None) -> dict[str, Any]:
+def pull(cfg: XibConfig, datasets: list[str] | tuple[str, ...] | None = None) -> dict[str, Any]:
     """Download the tracked data sets from the configured remote into the workspace.
 
     Returns DVC's statistics (files fetched, added, modified).

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from xib.config import XibConfig
 
 SIZES = ("small", "medium", "large")
 SHAPES = ("sphere", "cone", "cylinder", "cube", "ring", "cross")
@@ -230,7 +232,7 @@ def entities_frame(entities: list[Entity]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["entity_id", "kind", "split", *ATTRIBUTES])
 
 
-def load_entities(cfg: Any) -> pd.DataFrame:
+def load_entities(cfg: XibConfig) -> pd.DataFrame:
     """`<paths.data>/world/entities.parquet`, written by `xib world`."""
     from pathlib import Path
 

@@ -13,10 +13,13 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xib.errors import XibError
 from xib.io import atomic_path, write_json
+
+if TYPE_CHECKING:
+    from xib.config import XibConfig
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +45,9 @@ COLUMNS = (
 )
 
 
-def _variant_root(cfg: Any, name: str) -> Path:
-    main = Path(str(cfg.paths.artifacts)).resolve()
-    root = Path(str(cfg.eval.ablate.workdir)).resolve() / name
+def _variant_root(cfg: XibConfig, name: str) -> Path:
+    main = Path(cfg.paths.artifacts).resolve()
+    root = Path(cfg.eval.ablate.workdir).resolve() / name
     root.mkdir(parents=True, exist_ok=True)
     for sub in SHARED:
         link = root / sub
@@ -80,7 +83,7 @@ def run_variant(
     return {"status": "ok", "metrics": metrics, "seconds": time.perf_counter() - start}
 
 
-def run_ablations(cfg: Any, cfg_overrides: list[str]) -> Path:
+def run_ablations(cfg: XibConfig, cfg_overrides: list[str]) -> Path:
     variants = {k: list(v) for k, v in cfg.eval.ablate.variants.items()}
     if not variants:
         raise XibError("eval.ablate.variants is empty")
@@ -89,10 +92,8 @@ def run_ablations(cfg: Any, cfg_overrides: list[str]) -> Path:
     for name, variant in variants.items():
         log.info("ablation %s: %s", name, variant)
         results[name] = run_variant(cfg_overrides, name, variant, modalities)
-    report = Path(str(cfg.eval.ablate.report))
-    write_json(
-        Path(str(cfg.eval.ablate.workdir)) / "results.json", {"variants": variants, "results": results}
-    )
+    report = Path(cfg.eval.ablate.report)
+    write_json(Path(cfg.eval.ablate.workdir) / "results.json", {"variants": variants, "results": results})
     plot = _plot(results, report.with_suffix(".png"))
     command = "xib ablate " + " ".join(cfg_overrides)
     with atomic_path(report) as tmp:

@@ -13,11 +13,14 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xib.answers import interpret_answer, interpreter  # noqa: F401 - read here, and imported from here
 from xib.errors import DataError
 from xib.prompts import Cues, Segment, Slot, discrn_prompt, filled_slot, prompt_cues, render_text
+
+if TYPE_CHECKING:
+    from xib.config import XibConfig
 
 REQUIRED = ("id", "pair", "modalities", "sample_ids", "captions", "question", "label")
 
@@ -174,7 +177,7 @@ def evaluate_pair(
     runner: Any,
     pair: str,
     items: Sequence[DiscrnItem],
-    cfg: Any,
+    cfg: XibConfig,
 ) -> tuple[dict[str, float], dict[str, Any]]:
     """Every DisCRn scoring and baseline of `cfg.eval` on one pair's items.
 
@@ -183,10 +186,9 @@ def evaluate_pair(
     `chance/<pair>`) and details (per-item records and confusion by question type) for plots.
     """
     from xib.models.xinstructblip import fill_slots
-    from xib.prompts import instruction_prompt
 
     ecfg, pcfg = cfg.eval, cfg.model.prompt
-    prefix, qtext = str(pcfg.discrn_prefix), str(pcfg.discrn_qformer_text)
+    prefix, qtext = pcfg.discrn_prefix, pcfg.discrn_qformer_text
     cues = prompt_cues(pcfg)
     interpret = interpreter(ecfg.discrn)
     answers = list(ecfg.discrn.answers)
@@ -235,17 +237,9 @@ def evaluate_pair(
                 logits([[p] for p in oracle], f"oracle-logits/{pair}"),
             )
     if "predicted_caption" in baselines:
-        instruction = str(ecfg.prompts["caption"])
-        caption_prompts = [
-            fill_slots(instruction_prompt(m, instruction), [runner.media(m, s, instruction)])
-            for it in items
-            for m, s in zip(it.modalities, it.sample_ids)
-        ]
-        captions = runner.generate(caption_prompts, desc=f"captions/{pair}")
-        predicted = [
-            text_prompt(it, (captions[2 * i], captions[2 * i + 1]), prefix, cues)
-            for i, it in enumerate(items)
-        ]
+        captions, predicted = predicted_caption_prompts(
+            runner, pair, items, ecfg.prompts["caption"], prefix, cues
+        )
         result = generate([[p] for p in predicted], f"predicted/{pair}")
         report(f"baseline/predicted_caption/{pair}", result, orders=True)
         details[f"baseline/predicted_caption/{pair}"]["captions"] = captions
@@ -259,3 +253,23 @@ def evaluate_pair(
     if "chance" in baselines:
         metrics[f"chance/{pair}"] = chance_accuracy(items)
     return metrics, details
+
+
+def predicted_caption_prompts(
+    runner: Any, pair: str, items: Sequence[DiscrnItem], instruction: str, prefix: str, cues: Cues
+) -> tuple[list[str], list[str]]:
+    """The predicted-caption baseline's first step: the model captions every input on its own, and
+    each item's question is then asked about its two captions as text. Returns (captions, prompts)."""
+    from xib.models.xinstructblip import fill_slots
+    from xib.prompts import instruction_prompt
+
+    caption_prompts = [
+        fill_slots(instruction_prompt(m, instruction), [runner.media(m, s, instruction)])
+        for it in items
+        for m, s in zip(it.modalities, it.sample_ids)
+    ]
+    captions = runner.generate(caption_prompts, desc=f"captions/{pair}")
+    predicted = [
+        text_prompt(it, (captions[2 * i], captions[2 * i + 1]), prefix, cues) for i, it in enumerate(items)
+    ]
+    return captions, predicted

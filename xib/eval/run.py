@@ -15,16 +15,19 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xib.errors import XibError
 from xib.io import write_json
 from xib.runtime.checkpoints import checkpoint_dirs
 
+if TYPE_CHECKING:
+    from xib.config import XibConfig
+
 log = logging.getLogger(__name__)
 
 
-def candidate_provenance(cfg: Any, checkpoints: dict[str, Path]) -> dict[str, Any]:
+def candidate_provenance(cfg: XibConfig, checkpoints: dict[str, Path]) -> dict[str, Any]:
     from xib.hashing import checkpoint_hashes, data_hashes
     from xib.models.checkpoint import read_projection_info
 
@@ -36,12 +39,12 @@ def candidate_provenance(cfg: Any, checkpoints: dict[str, Path]) -> dict[str, An
         "checkpoints": checkpoint_hashes(checkpoints),
         "fingerprints": fingerprints,
         "data": data_hashes(cfg),
-        "llm": str(cfg.model.llm.path),
-        "split": str(cfg.eval.split),
+        "llm": cfg.model.llm.path,
+        "split": cfg.eval.split,
     }
 
 
-def build_runner(cfg: Any, checkpoints: dict[str, Path], batch_size: int | None = None) -> Any:
+def build_runner(cfg: XibConfig, checkpoints: dict[str, Path], batch_size: int | None = None) -> Any:
     import torch
 
     from xib.models.checkpoint import compose_model
@@ -49,20 +52,20 @@ def build_runner(cfg: Any, checkpoints: dict[str, Path], batch_size: int | None 
     from xib.train import determinism
     from xib.train.features import cache_dir
 
-    determinism.apply(cfg, int(cfg.eval.threads) if int(cfg.eval.threads) > 0 else torch.get_num_threads())
+    determinism.apply(cfg, cfg.eval.threads if cfg.eval.threads > 0 else torch.get_num_threads())
     model = compose_model(cfg.model, checkpoints)
     model.eval()
-    feature_dirs = {m: cache_dir(cfg, m, str(cfg.eval.split)) for m in checkpoints}
-    return Runner(model, cfg, batch_size=batch_size or int(cfg.eval.batch_size), feature_dirs=feature_dirs)
+    feature_dirs = {m: cache_dir(cfg, m, cfg.eval.split) for m in checkpoints}
+    return Runner(model, cfg, batch_size=batch_size or cfg.eval.batch_size, feature_dirs=feature_dirs)
 
 
-def evaluate(cfg: Any, runner: Any) -> tuple[dict[str, float], dict[str, Any]]:
+def evaluate(cfg: XibConfig, runner: Any) -> tuple[dict[str, float], dict[str, Any]]:
     """All benchmarks with `runner`; returns (metrics, report). Writes nothing."""
     from xib.eval.discrn import evaluate_pair, load_items
     from xib.eval.tasks import evaluate_modality, read_records
 
-    split, limit = str(cfg.eval.split), int(cfg.eval.max_items_per_task)
-    data = Path(str(cfg.paths.data))
+    split, limit = cfg.eval.split, cfg.eval.max_items_per_task
+    data = Path(cfg.paths.data)
     metrics: dict[str, float] = {}
     report: dict[str, Any] = {"predictions": [], "discrn": {}, "timings": {}}
     available = set(runner.feature_dirs)
@@ -77,7 +80,7 @@ def evaluate(cfg: Any, runner: Any) -> tuple[dict[str, float], dict[str, Any]]:
         report["timings"][f"single/{modality}"] = {"items": len(rows), "seconds": time.perf_counter() - start}
         log.info("%s: %s", modality, {k: round(v, 4) for k, v in values.items()})
     for pair in cfg.eval.discrn.pairs:
-        items = load_items(data / "discrn" / pair / f"{split}.json", int(cfg.eval.discrn.max_items))
+        items = load_items(data / "discrn" / pair / f"{split}.json", cfg.eval.discrn.max_items)
         needed = {m for it in items for m in it.modalities}
         if not needed <= available:
             log.warning("DisCRn %s skipped: no projection for %s", pair, sorted(needed - available))
@@ -91,12 +94,12 @@ def evaluate(cfg: Any, runner: Any) -> tuple[dict[str, float], dict[str, Any]]:
     return metrics, report
 
 
-def run_eval(cfg: Any, runner: Any = None) -> dict[str, float]:
+def run_eval(cfg: XibConfig, runner: Any = None) -> dict[str, float]:
     """Evaluate the candidate, write metrics.json/candidate.json/report.json/plots, log to MLflow."""
     from xib.eval.publish import preflight
 
-    out = Path(str(cfg.eval.output))
-    preflight(out, float(cfg.eval.min_free_mb))  # a read-only or full disk is found before the work
+    out = Path(cfg.eval.output)
+    preflight(out, cfg.eval.min_free_mb)  # a read-only or full disk is found before the work
     checkpoints = checkpoint_dirs(cfg)
     provenance = candidate_provenance(cfg, checkpoints)
     runner = runner if runner is not None else build_runner(cfg, checkpoints)
@@ -109,20 +112,20 @@ def run_eval(cfg: Any, runner: Any = None) -> dict[str, float]:
     if candidate_provenance(cfg, checkpoints)["checkpoints"] != provenance["checkpoints"]:
         raise XibError("projection checkpoints changed during the evaluation; run `xib eval` again")
     write_outputs(cfg, out, metrics, report, provenance)
-    plots = sorted((out / "plots").glob("*.png")) if bool(cfg.eval.plots) else []
-    if str(cfg.eval.mlflow_run_id):
-        log_to_mlflow(cfg, str(cfg.eval.mlflow_run_id), metrics, plots, out / "report.json")
+    plots = sorted((out / "plots").glob("*.png")) if cfg.eval.plots else []
+    if cfg.eval.mlflow_run_id:
+        log_to_mlflow(cfg, cfg.eval.mlflow_run_id, metrics, plots, out / "report.json")
     return metrics
 
 
 def write_outputs(
-    cfg: Any, out: Path, metrics: dict[str, float], report: dict[str, Any], provenance: dict[str, Any]
+    cfg: XibConfig, out: Path, metrics: dict[str, float], report: dict[str, Any], provenance: dict[str, Any]
 ) -> None:
     """plots/, report.json, candidate.json and metrics.json, published together (`xib.eval.publish`)."""
     from xib.eval.publish import staged_output
 
     with staged_output(out) as staging:
-        if bool(cfg.eval.plots):
+        if cfg.eval.plots:
             from xib.eval.plots import write_all
 
             (staging / "plots").mkdir()
@@ -132,12 +135,14 @@ def write_outputs(
         write_json(staging / "metrics.json", metrics)
 
 
-def log_to_mlflow(cfg: Any, run_id: str, metrics: dict[str, float], plots: list[Path], report: Path) -> None:
+def log_to_mlflow(
+    cfg: XibConfig, run_id: str, metrics: dict[str, float], plots: list[Path], report: Path
+) -> None:
     from xib.mlflow_store import tracking_client
     from xib.train.tracking import tracking_service
 
     with tracking_service(cfg):
-        _log_to_mlflow(tracking_client(str(cfg.infra.mlflow_tracking_uri)), run_id, metrics, plots, report)
+        _log_to_mlflow(tracking_client(cfg.infra.mlflow_tracking_uri), run_id, metrics, plots, report)
 
 
 def _log_to_mlflow(mc: Any, run_id: str, metrics: dict[str, float], plots: list[Path], report: Path) -> None:

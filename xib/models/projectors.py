@@ -31,6 +31,7 @@ from xib.models.config import ProjectionConfig
 
 def as_projection_config(cfg: Any) -> ProjectionConfig:
     """A `ProjectionConfig` from the dataclass itself, an OmegaConf node or a plain mapping."""
+    # Any: a converter; checkpoints hand it the saved plain dict, tests an OmegaConf node, code the dataclass.
     if isinstance(cfg, ProjectionConfig):
         return cfg
     if is_dataclass(cfg):

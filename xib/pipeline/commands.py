@@ -87,7 +87,7 @@ def print_summary(root: Path, decision: dict[str, Any], elapsed: float, cfg: Xib
         console.print(f"  - {reason}")
     console.print(
         "where to look: "
-        f"`mlflow ui --backend-store-uri {scrub_text(str(cfg.infra.mlflow_tracking_uri))}`, "
+        f"`mlflow ui --backend-store-uri {scrub_text(cfg.infra.mlflow_tracking_uri)}`, "
         "`prefect server start`, `xib dashboard`"
     )
 

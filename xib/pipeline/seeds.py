@@ -24,10 +24,13 @@ import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xib.errors import XibError
 from xib.io import atomic_path, write_json
+
+if TYPE_CHECKING:
+    from xib.config import XibConfig
 
 log = logging.getLogger(__name__)
 
@@ -104,17 +107,17 @@ def adopt(source: Path, root: Path) -> dict[str, Any]:
     return {"status": "ok", "metrics": json.loads(metrics_file.read_text()), "adopted": str(source)}
 
 
-def run_seeds(cfg: Any, cfg_overrides: list[str], in_process: bool = False) -> Path:
+def run_seeds(cfg: XibConfig, cfg_overrides: list[str], in_process: bool = False) -> Path:
     """Every seed x recipe of `cfg.eval.seeds` (resuming finished stages); write the report."""
     scfg = cfg.eval.seeds
     recipes = {name: list(extra) for name, extra in scfg.recipes.items()}
     seeds = [int(s) for s in scfg.seeds]
     if not recipes or not seeds:
         raise XibError("eval.seeds.seeds and eval.seeds.recipes must both be non-empty")
-    workdir = Path(str(scfg.workdir)).resolve()
+    workdir = Path(scfg.workdir).resolve()
     first_recipe = next(iter(recipes))
     results: dict[str, dict[str, Any]] = {name: {} for name in recipes}
-    adopted = Path(str(scfg.adopt_first)).resolve() if str(scfg.adopt_first) else None
+    adopted = Path(scfg.adopt_first).resolve() if scfg.adopt_first else None
     for seed in seeds:
         shared = recipe_root(workdir, seed, first_recipe)
         for name, extra in recipes.items():
@@ -133,7 +136,7 @@ def run_seeds(cfg: Any, cfg_overrides: list[str], in_process: bool = False) -> P
                     overrides, recipe_root(workdir, seed, name), first, None if first else shared, in_process
                 )
             write_json(workdir / "results.json", {"recipes": recipes, "seeds": seeds, "results": results})
-    report = Path(str(scfg.report))
+    report = Path(scfg.report)
     command = ("xib seeds " + " ".join(cfg_overrides)).strip()
     with atomic_path(report) as tmp:
         tmp.write_text(markdown(results, list(cfg.eval.discrn.pairs), seeds, recipes, command))

@@ -15,7 +15,10 @@ import fnmatch
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from xib.registry.config import GateConfig
 
 
 @dataclass
@@ -77,68 +80,16 @@ def decide(
 ) -> Decision:
     """Judge `candidate` against the floors and (when there is one) the champion's metrics."""
     tolerances = dict(tolerances or {})
-    checks: list[Check] = []
-    for metric, floor in sorted(floors.items()):
-        value = candidate.get(metric)
-        if value is None or math.isnan(value):
-            checks.append(
-                Check(metric, "floor", False, f"{metric}: missing, floor is {floor:.4g}", None, floor)
-            )
-        elif value < floor:
-            checks.append(
-                Check(
-                    metric,
-                    "floor",
-                    False,
-                    f"{metric}: {value:.4g} is below the floor {floor:.4g}",
-                    value,
-                    floor,
-                )
-            )
-        else:
-            checks.append(
-                Check(
-                    metric, "floor", True, f"{metric}: {value:.4g} meets the floor {floor:.4g}", value, floor
-                )
-            )
-
+    checks = [_floor_check(metric, candidate.get(metric), floor) for metric, floor in sorted(floors.items())]
     if champion:
         for metric in sorted(champion):
             if not _matches(metric, compare) and not _matches(metric, no_drop):
                 continue
-            ref = float(champion[metric])
-            value = candidate.get(metric)
-            if value is None or math.isnan(value):
-                checks.append(
-                    Check(
-                        metric,
-                        "missing",
-                        False,
-                        f"{metric}: champion has {ref:.4g}, candidate lacks it",
-                        None,
-                        ref,
-                    )
+            checks.append(
+                _champion_check(
+                    metric, candidate.get(metric), float(champion[metric]), no_drop, tolerance, tolerances
                 )
-                continue
-            if _matches(metric, no_drop):
-                ok = value >= ref
-                verb = "holds" if ok else "drops"
-                reason = f"{metric}: {value:.4g} vs champion {ref:.4g}, {verb} (may not drop)"
-                checks.append(Check(metric, "no_drop", ok, reason, value, ref))
-                continue
-            tol = _tolerance(metric, tolerance, tolerances)
-            ok = value >= ref - tol
-            delta = value - ref
-            if ok:
-                reason = (
-                    f"{metric}: {value:.4g} vs champion {ref:.4g} ({delta:+.4g}, within tolerance {tol:.4g})"
-                )
-            else:
-                reason = (
-                    f"{metric}: {value:.4g} vs champion {ref:.4g} ({delta:+.4g}, regresses beyond {tol:.4g})"
-                )
-            checks.append(Check(metric, "regression", ok, reason, value, ref))
-
+            )
     return Decision(
         promote=all(c.passed for c in checks),
         checks=checks,
@@ -147,10 +98,55 @@ def decide(
     )
 
 
+def _floor_check(metric: str, value: float | None, floor: float) -> Check:
+    """The candidate's `metric` against its floor (missing or NaN fails)."""
+    if value is None or math.isnan(value):
+        return Check(metric, "floor", False, f"{metric}: missing, floor is {floor:.4g}", None, floor)
+    if value < floor:
+        return Check(
+            metric, "floor", False, f"{metric}: {value:.4g} is below the floor {floor:.4g}", value, floor
+        )
+    return Check(metric, "floor", True, f"{metric}: {value:.4g} meets the floor {floor:.4g}", value, floor)
+
+
+def _champion_check(
+    metric: str,
+    value: float | None,
+    ref: float,
+    no_drop: Sequence[str],
+    tolerance: float,
+    tolerances: Mapping[str, float],
+) -> Check:
+    """The candidate's `metric` against the champion's `ref`: missing, may-not-drop, or within tolerance."""
+    if value is None or math.isnan(value):
+        return Check(
+            metric, "missing", False, f"{metric}: champion has {ref:.4g}, candidate lacks it", None, ref
+        )
+    if _matches(metric, no_drop):
+        ok = value >= ref
+        verb = "holds" if ok else "drops"
+        return Check(
+            metric,
+            "no_drop",
+            ok,
+            f"{metric}: {value:.4g} vs champion {ref:.4g}, {verb} (may not drop)",
+            value,
+            ref,
+        )
+    tol = _tolerance(metric, tolerance, tolerances)
+    ok = value >= ref - tol
+    delta = value - ref
+    if ok:
+        reason = f"{metric}: {value:.4g} vs champion {ref:.4g} ({delta:+.4g}, within tolerance {tol:.4g})"
+    else:
+        reason = f"{metric}: {value:.4g} vs champion {ref:.4g} ({delta:+.4g}, regresses beyond {tol:.4g})"
+    return Check(metric, "regression", ok, reason, value, ref)
+
+
 def decide_with_policy(
     candidate: Mapping[str, float],
     champion: Mapping[str, float] | None,
-    gate_cfg: Any,
+    gate_cfg: GateConfig,
     champion_version: str | None = None,
     candidate_version: str | None = None,
 ) -> Decision:
@@ -159,7 +155,7 @@ def decide_with_policy(
         candidate,
         champion,
         floors=dict(gate_cfg.floors),
-        tolerance=float(gate_cfg.tolerance),
+        tolerance=gate_cfg.tolerance,
         no_drop=list(gate_cfg.no_drop),
         compare=list(gate_cfg.compare),
         tolerances=dict(gate_cfg.tolerances),

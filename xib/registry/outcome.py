@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from xib.config import XibConfig
 
 ASK = 'xib ask --model champion --input <image.png> --input <sound.wav> "which of the two is alive? first or second"'
 
 
-def settle(cfg: Any, decision: Mapping[str, Any]) -> list[str]:
+def settle(cfg: XibConfig, decision: Mapping[str, Any]) -> list[str]:
     """After the gate: promote a passing candidate when there is no champion yet (a first run), then
     say where things stand in a few lines ending with the exact next command."""
     from xib.registry.registry import champion_state, promote_version

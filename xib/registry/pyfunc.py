@@ -19,10 +19,13 @@ import json
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xib.errors import XibError
 from xib.runtime.loading import CONFIG_ARTIFACT
+
+if TYPE_CHECKING:
+    from xib.config import XibConfig
 
 SUFFIXES = {
     ".png": "image", ".jpg": "image", ".jpeg": "image", ".wav": "audio", ".flac": "audio",
@@ -62,7 +65,7 @@ def modality_of(path: str) -> str:
     return modality
 
 
-def candidate_artifacts(cfg: Any, staging: Path, provenance: Mapping[str, Any]) -> dict[str, str]:
+def candidate_artifacts(cfg: XibConfig, staging: Path, provenance: Mapping[str, Any]) -> dict[str, str]:
     """Files and folders that make up a registered candidate, staged under `staging`.
 
     - `projection_<m>`: each trained projection checkpoint folder (projection.safetensors + .json);
@@ -82,8 +85,8 @@ def candidate_artifacts(cfg: Any, staging: Path, provenance: Mapping[str, Any]) 
     prov_file = staging / "provenance.json"
     prov_file.write_text(json.dumps(dict(provenance), indent=2, sort_keys=True, default=str))
     artifacts[PROVENANCE_ARTIFACT] = str(prov_file)
-    if bool(cfg.gate.bundle_frozen):
-        llm = Path(str(cfg.model.llm.path))
+    if cfg.gate.bundle_frozen:
+        llm = Path(cfg.model.llm.path)
         if not (llm / "config.json").is_file():
             raise XibError(f"{llm}: no LLM to bundle with the candidate (run `xib bootstrap`)")
         artifacts["llm"] = str(llm)

@@ -18,11 +18,14 @@ import re
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xib.errors import XibError
 from xib.hashing import checkpoint_hashes, data_hashes, sha256_file  # noqa: F401 - provenance, used here and by callers
 from xib.io import file_lock
+
+if TYPE_CHECKING:
+    from xib.config import XibConfig
 
 CHALLENGER, CHAMPION, PREVIOUS = "challenger", "champion", "previous"
 HISTORY_TAG = "xib.champion_history"  # registered-model tag: comma-separated champion versions
@@ -36,32 +39,32 @@ class PromotionConflict(XibError):
     """The champion moved since the gate judged the candidate against it."""
 
 
-def client(cfg: Any) -> Any:
+def client(cfg: XibConfig) -> Any:
     """An MlflowClient on `cfg.infra`'s tracking (and registry) URI."""
     from xib.mlflow_store import tracking_client
     from xib.transient import apply_budgets
 
     apply_budgets(cfg.infra.retry)
-    return tracking_client(str(cfg.infra.mlflow_tracking_uri))
+    return tracking_client(cfg.infra.mlflow_tracking_uri)
 
 
-def registry_service(cfg: Any) -> contextlib.AbstractContextManager[None]:
+def registry_service(cfg: XibConfig) -> contextlib.AbstractContextManager[None]:
     """A block of registry calls: a transient failure inside ends as one line naming the server."""
     from xib.transient import service, tracking_budget
 
-    return service("MLflow registry", str(cfg.infra.mlflow_tracking_uri), tracking_budget(cfg.infra.retry))
+    return service("MLflow registry", cfg.infra.mlflow_tracking_uri, tracking_budget(cfg.infra.retry))
 
 
-def experiment_id(cfg: Any) -> str:
+def experiment_id(cfg: XibConfig) -> str:
     """The experiment `cfg.infra.mlflow_experiment`, created with its artifact root if new."""
     from mlflow.exceptions import MlflowException
 
     mc = client(cfg)
-    name = str(cfg.infra.mlflow_experiment)
+    name = cfg.infra.mlflow_experiment
     exp = mc.get_experiment_by_name(name)
     if exp is not None:
         return str(exp.experiment_id)
-    root = str(cfg.infra.mlflow_artifact_root)
+    root = cfg.infra.mlflow_artifact_root
     location = root if "://" in root else Path(root).resolve().as_uri()
     try:
         return str(mc.create_experiment(name, artifact_location=location))
@@ -76,7 +79,7 @@ def experiment_id(cfg: Any) -> str:
 
 
 def register_candidate(
-    cfg: Any,
+    cfg: XibConfig,
     metrics: Mapping[str, float],
     artifacts: Mapping[str, str | os.PathLike[str]],
     *,
@@ -96,7 +99,7 @@ def register_candidate(
     from xib.registry.pyfunc import INPUT_EXAMPLE, MODEL_CODE, pip_requirements, signature
 
     mc = client(cfg)
-    name = str(cfg.gate.model_name)
+    name = cfg.gate.model_name
     exp_id = experiment_id(cfg)
     with mlflow.start_run(run_id=run_id or None, experiment_id=None if run_id else exp_id) as run:
         mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
@@ -129,28 +132,28 @@ def register_candidate(
     return number
 
 
-def alias_version(cfg: Any, alias: str) -> str | None:
+def alias_version(cfg: XibConfig, alias: str) -> str | None:
     """The version an alias points at, or None when it is unset (or the model is not registered).
 
     A registry that cannot be reached raises TransientError: it is never read as "no champion".
     """
     with registry_service(cfg):
-        return _alias(client(cfg), str(cfg.gate.model_name), alias)
+        return _alias(client(cfg), cfg.gate.model_name, alias)
 
 
-def version_metrics(cfg: Any, version: str) -> dict[str, float]:
+def version_metrics(cfg: XibConfig, version: str) -> dict[str, float]:
     """The metrics logged on the run behind a model version."""
     mc = client(cfg)
-    mv = mc.get_model_version(str(cfg.gate.model_name), str(version))
+    mv = mc.get_model_version(cfg.gate.model_name, str(version))
     if not mv.run_id:
         return {}
     return {k: float(v) for k, v in mc.get_run(mv.run_id).data.metrics.items()}
 
 
-def record_decision(cfg: Any, version: str, decision: Any) -> None:
+def record_decision(cfg: XibConfig, version: str, decision: Any) -> None:
     """The gate's verdict and one reason per metric, as tags on the version."""
     mc = client(cfg)
-    name = str(cfg.gate.model_name)
+    name = cfg.gate.model_name
     mc.set_model_version_tag(name, version, "gate.decision", "promote" if decision.promote else "refuse")
     mc.set_model_version_tag(name, version, "gate.summary", decision.summary()[:5000])
     mc.set_model_version_tag(name, version, "gate.champion", decision.champion_version or "")
@@ -179,13 +182,13 @@ def promotion_lock(path: str | os.PathLike[str], timeout_s: float) -> contextlib
     return file_lock(path, timeout_s, busy="another promotion holds the registry lock")
 
 
-def lock_uri(cfg: Any) -> str:
+def lock_uri(cfg: XibConfig) -> str:
     """Where the promotion lock lives: `gate.lock_uri`, else the tracking store itself when it is
     PostgreSQL, else "" (the lock file `gate.lock_file`)."""
-    explicit = str(cfg.gate.lock_uri)
+    explicit = cfg.gate.lock_uri
     if explicit:
         return explicit
-    tracking = str(cfg.infra.mlflow_tracking_uri)
+    tracking = cfg.infra.mlflow_tracking_uri
     return tracking if tracking.startswith(("postgresql", "postgres")) else ""
 
 
@@ -231,13 +234,13 @@ def advisory_lock(uri: str, name: str, timeout_s: float) -> Iterator[None]:
         conn.close()
 
 
-def registry_lock(cfg: Any) -> contextlib.AbstractContextManager[None]:
+def registry_lock(cfg: XibConfig) -> contextlib.AbstractContextManager[None]:
     """The lock every promotion and rollback of `gate.model_name` holds (see `lock_uri`)."""
-    timeout = float(cfg.gate.lock_timeout_s)
+    timeout = cfg.gate.lock_timeout_s
     uri = lock_uri(cfg)
     if uri:
-        return advisory_lock(uri, str(cfg.gate.model_name), timeout)
-    return promotion_lock(str(cfg.gate.lock_file), timeout)
+        return advisory_lock(uri, cfg.gate.model_name, timeout)
+    return promotion_lock(cfg.gate.lock_file, timeout)
 
 
 def _history(tags: Mapping[str, str]) -> list[str]:
@@ -283,10 +286,10 @@ def _state(mc: Any, name: str) -> tuple[str | None, list[str], dict[str, Any] | 
     return champion, history, intent
 
 
-def champion_state(cfg: Any) -> dict[str, Any]:
+def champion_state(cfg: XibConfig) -> dict[str, Any]:
     """`{"champion", "previous", "history"}` as the last committed promotion or rollback left them."""
     with registry_service(cfg):
-        champion, history, _ = _state(client(cfg), str(cfg.gate.model_name))
+        champion, history, _ = _state(client(cfg), cfg.gate.model_name)
     previous = history[-2] if len(history) >= 2 else None
     return {"champion": champion, "previous": previous, "history": history}
 
@@ -331,12 +334,12 @@ def _recover(mc: Any, name: str) -> tuple[str | None, list[str]]:
     return champion, history
 
 
-def repair(cfg: Any) -> dict[str, Any]:
+def repair(cfg: XibConfig) -> dict[str, Any]:
     """Finish or drop a promotion/rollback a crash interrupted (every promote and rollback does this
     first); returns `champion_state`, which this never changes."""
     mc = client(cfg)
     with registry_service(cfg), registry_lock(cfg):
-        _recover(mc, str(cfg.gate.model_name))
+        _recover(mc, cfg.gate.model_name)
     return champion_state(cfg)
 
 
@@ -364,14 +367,16 @@ def _check_expected(expected: Any, current: str | None, what: str) -> None:
         )
 
 
-def promote(cfg: Any, version: str, expected_champion: str | None = _UNSET, note: str = "") -> str | None:
+def promote(
+    cfg: XibConfig, version: str, expected_champion: str | None = _UNSET, note: str = ""
+) -> str | None:
     """Make `version` the champion; the one before becomes `previous`. Returns the old champion.
 
     `expected_champion` is the champion the gate judged against (None: there was none). When
     given and the champion has moved since, nothing changes and PromotionConflict is raised.
     """
     mc = client(cfg)
-    name = str(cfg.gate.model_name)
+    name = cfg.gate.model_name
     version = str(version)
     with registry_service(cfg), registry_lock(cfg):
         mc.get_model_version(name, version)  # raises when the version does not exist
@@ -383,13 +388,13 @@ def promote(cfg: Any, version: str, expected_champion: str | None = _UNSET, note
         return current
 
 
-def rollback(cfg: Any, expected_champion: str | None = _UNSET) -> str:
+def rollback(cfg: XibConfig, expected_champion: str | None = _UNSET) -> str:
     """Move `champion` back to the previous champion; returns the version now champion.
 
     `expected_champion` (when given) must still be the champion, else PromotionConflict.
     """
     mc = client(cfg)
-    name = str(cfg.gate.model_name)
+    name = cfg.gate.model_name
     with registry_service(cfg), registry_lock(cfg):
         current, history = _recover(mc, name)
         _check_expected(expected_champion, current, "the rollback was asked for")
@@ -415,7 +420,7 @@ def read_metrics(path: str | os.PathLike[str]) -> dict[str, Any]:
 # --- the gate stage ----------------------------------------------------------------------------------
 
 
-def run_gate(cfg: Any) -> dict[str, Any]:
+def run_gate(cfg: XibConfig) -> dict[str, Any]:
     """`xib gate`: register the evaluated candidate, judge it against the champion, record why.
 
     Reads `<eval.output>/metrics.json` and `candidate.json`; refuses to register when the projection
@@ -428,7 +433,7 @@ def run_gate(cfg: Any) -> dict[str, Any]:
     from xib.registry.pyfunc import candidate_artifacts, stage_projections
     from xib.runtime.checkpoints import checkpoint_dirs
 
-    out = Path(str(cfg.eval.output))
+    out = Path(cfg.eval.output)
     metrics = {k: float(v) for k, v in read_metrics(out / "metrics.json").items()}
     candidate_file = out / "candidate.json"
     if not candidate_file.is_file():
@@ -455,12 +460,12 @@ def run_gate(cfg: Any) -> dict[str, Any]:
             artifacts = candidate_artifacts(cfg, Path(tmp), provenance)
             artifacts = stage_projections(artifacts, Path(tmp))
             version = register_candidate(
-                cfg, metrics, artifacts, run_id=str(cfg.eval.mlflow_run_id) or None, provenance=provenance
+                cfg, metrics, artifacts, run_id=cfg.eval.mlflow_run_id or None, provenance=provenance
             )
         decision = decide_with_policy(metrics, champion_metrics, cfg.gate, champion, version)
         record_decision(cfg, version, decision)
         promoted = False
-        if decision.promote and bool(cfg.gate.auto_promote):
+        if decision.promote and cfg.gate.auto_promote:
             promote(cfg, version, expected_champion=champion, note=decision.summary())
             promoted = True
     failed = [c.reason for c in decision.checks if not c.passed]
@@ -468,25 +473,27 @@ def run_gate(cfg: Any) -> dict[str, Any]:
     payload = {
         "decision": "promote" if decision.promote else "refuse",
         "promoted": promoted,
-        "model": str(cfg.gate.model_name),
+        "model": cfg.gate.model_name,
         "version": version,
         "champion": champion,
         "summary": decision.summary(),
         "reasons": failed + passed or [decision.summary()],  # failing checks first
         "checks": decision.to_dict()["checks"],
     }
-    write_decision(Path(str(cfg.paths.artifacts)) / "gate" / "decision.json", payload)
+    write_decision(Path(cfg.paths.artifacts) / "gate" / "decision.json", payload)
     return payload
 
 
-def promote_version(cfg: Any, version: str | None = None, force: bool = False) -> tuple[str, str | None]:
+def promote_version(
+    cfg: XibConfig, version: str | None = None, force: bool = False
+) -> tuple[str, str | None]:
     """`xib promote`: the challenger (or `version`) becomes champion if the gate passed it.
 
     Without `force`, the version's gate verdict must be `promote` and the champion must still be
     the one it was judged against. Returns (new champion, old champion).
     """
     mc = client(cfg)
-    name = str(cfg.gate.model_name)
+    name = cfg.gate.model_name
     version = version or alias_version(cfg, CHALLENGER)
     if version is None:
         raise XibError(f"model {name!r} has no challenger to promote (run `xib gate`)")

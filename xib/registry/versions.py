@@ -3,16 +3,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xib.errors import XibError
 
+if TYPE_CHECKING:
+    from xib.config import XibConfig
 
-def resolve(cfg: Any, ref: str) -> str:
+
+def resolve(cfg: XibConfig, ref: str) -> str:
     """The version `ref` (alias or number) names now, or an XibError saying what exists."""
     from xib.registry.registry import alias_version, client
 
-    name = str(cfg.gate.model_name)
+    name = cfg.gate.model_name
     if ref.isdigit():
         from mlflow.exceptions import MlflowException
 
@@ -30,7 +33,7 @@ def resolve(cfg: Any, ref: str) -> str:
     return version
 
 
-def load_pyfunc(cfg: Any, version: str) -> Any:
+def load_pyfunc(cfg: XibConfig, version: str) -> Any:
     """One registered version as its MLflow pyfunc model."""
     import mlflow
 
@@ -40,17 +43,17 @@ def load_pyfunc(cfg: Any, version: str) -> Any:
     return mlflow.pyfunc.load_model(f"models:/{cfg.gate.model_name}/{version}")
 
 
-def load_version(cfg: Any, version: str) -> Any:
+def load_version(cfg: XibConfig, version: str) -> Any:
     """The runtime runner of one registered version, loaded through its pyfunc (as `xib ask` loads it)."""
     return load_pyfunc(cfg, version).unwrap_python_model().served.runner
 
 
-def registry_listing(cfg: Any) -> tuple[list[str], dict[str, str]]:
+def registry_listing(cfg: XibConfig) -> tuple[list[str], dict[str, str]]:
     """The registered versions and the aliases (alias -> version) of `gate.model_name`."""
     from xib.registry.registry import client
 
     mc = client(cfg)
-    name = str(cfg.gate.model_name)
+    name = cfg.gate.model_name
     versions = sorted((str(v.version) for v in mc.search_model_versions(f"name='{name}'")), key=int)
     model = mc.get_registered_model(name) if versions else None
     aliases = {str(k): str(v) for k, v in (getattr(model, "aliases", None) or {}).items()}

@@ -11,17 +11,20 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xib.errors import XibError
+
+if TYPE_CHECKING:
+    from xib.config import XibConfig
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
 
-def _registry_file(cfg: Any) -> Path | None:
+def _registry_file(cfg: XibConfig) -> Path | None:
     from xib.mlflow_store import sqlite_path
 
-    path = sqlite_path(str(cfg.infra.mlflow_tracking_uri))
+    path = sqlite_path(cfg.infra.mlflow_tracking_uri)
     return None if path is None else path.resolve()
 
 

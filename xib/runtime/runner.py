@@ -6,11 +6,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xib.errors import XibError
 from xib.prompts import discrn_prompt, instruction_prompt
 from xib.runtime.generation import Completion, GenerationOptions, OnText, generate
+
+if TYPE_CHECKING:
+    from xib.config import XibConfig
+    from xib.models.config import PromptConfig
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +29,9 @@ def _progress(iterable: Iterable[Any], total: int, desc: str, enabled: bool) -> 
     return tqdm(iterable, total=total, desc=desc, unit="batch", leave=False)
 
 
-def question_layout(modalities: Sequence[str], question: str, prompt_cfg: Any) -> tuple[list[Any], list[str]]:
+def question_layout(
+    modalities: Sequence[str], question: str, prompt_cfg: PromptConfig
+) -> tuple[list[Any], list[str]]:
     """The prompt segments and each input's Q-Former text for a question over `modalities`:
     one input -> the single-input instruction layout; two -> the DisCRn layout (order kept)."""
     if not modalities:
@@ -37,8 +43,8 @@ def question_layout(modalities: Sequence[str], question: str, prompt_cfg: Any) -
         )
     if len(modalities) == 1:
         return instruction_prompt(modalities[0], question), [question]
-    qtext = str(prompt_cfg.discrn_qformer_text)
-    segments = discrn_prompt(list(modalities), question, str(prompt_cfg.discrn_prefix))
+    qtext = prompt_cfg.discrn_qformer_text
+    segments = discrn_prompt(list(modalities), question, prompt_cfg.discrn_prefix)
     return segments, [qtext] * len(modalities)
 
 
@@ -51,7 +57,7 @@ class Runner:
     def __init__(
         self,
         model: Any,
-        cfg: Any,
+        cfg: XibConfig,
         batch_size: int = 32,
         feature_dirs: Mapping[str, Path] | None = None,
         progress: bool = True,
@@ -208,7 +214,7 @@ def resample(wave: Any, rate: int) -> Any:
 
 
 def load_model_from_dirs(
-    cfg: Any, checkpoint_dirs: Mapping[str, str | Path], with_encoders: bool = True
+    cfg: XibConfig, checkpoint_dirs: Mapping[str, str | Path], with_encoders: bool = True
 ) -> Runner:
     """Compose the model from projection checkpoints (and the frozen encoders) for inference."""
     import torch

@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xib.errors import XibError
 from xib.registry.versions import registry_listing
@@ -26,6 +26,9 @@ from xib.serve.batcher import Batcher, Job, QueueFull
 from xib.serve.errors import ApiError
 from xib.serve.host import Loaded, ModelHost
 from xib.serve.metrics import ServeMetrics
+
+if TYPE_CHECKING:
+    from xib.config import XibConfig
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +47,8 @@ def _usage(completions: list[Any]) -> dict[str, int]:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
-def create_app(cfg: Any, host: ModelHost, token: str | None = None) -> Any:
+def create_app(cfg: XibConfig, host: ModelHost, token: str | None = None) -> Any:
+    # Long on purpose: the routes are closures over one host, batcher and metrics (FastAPI's idiom), each short.
     from fastapi import FastAPI, Request
     from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
     from starlette.concurrency import run_in_threadpool
@@ -55,9 +59,7 @@ def create_app(cfg: Any, host: ModelHost, token: str | None = None) -> Any:
 
     scfg = cfg.serve
     metrics = ServeMetrics()
-    batcher = Batcher(
-        int(scfg.max_batch_size), float(scfg.batch_wait_ms) / 1000, int(scfg.max_queue), metrics.observe_batch
-    )
+    batcher = Batcher(scfg.max_batch_size, scfg.batch_wait_ms / 1000, scfg.max_queue, metrics.observe_batch)
 
     @asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
@@ -124,7 +126,7 @@ def create_app(cfg: Any, host: ModelHost, token: str | None = None) -> Any:
         return current
 
     async def read_body(request: Request) -> Any:
-        limit = int(scfg.max_request_bytes)
+        limit = scfg.max_request_bytes
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit:
             raise ApiError(413, f"request body is {declared} bytes, at most {limit} (serve.max_request_bytes)",
@@ -205,6 +207,7 @@ def create_app(cfg: Any, host: ModelHost, token: str | None = None) -> Any:
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Any:
+        # Long on purpose: one request's whole life (check, queue, answer or stream) read top to bottom.
         started = time.perf_counter()
         authorize(request)
         current = loaded_or_503()
@@ -303,6 +306,6 @@ def create_app(cfg: Any, host: ModelHost, token: str | None = None) -> Any:
 ROUTES = {"/", "/health", "/metrics", "/admin/reload", "/v1/models", "/v1/chat/completions"}
 
 
-def bearer_token(cfg: Any) -> str | None:
+def bearer_token(cfg: XibConfig) -> str | None:
     """The token requests must carry, from the environment variable `serve.token_env` names."""
-    return os.environ.get(str(cfg.serve.token_env)) or None
+    return os.environ.get(cfg.serve.token_env) or None

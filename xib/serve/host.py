@@ -13,10 +13,13 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xib.errors import XibError
 from xib.registry.versions import load_version, resolve
+
+if TYPE_CHECKING:
+    from xib.config import XibConfig
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +33,9 @@ class Loaded:
 
 
 class ModelHost:
-    def __init__(self, cfg: Any, ref: str, loader: Any = load_version) -> None:
+    def __init__(self, cfg: XibConfig, ref: str, loader: Any = load_version) -> None:
         self.cfg, self.ref, self.loader = cfg, str(ref), loader
-        self.name = str(cfg.gate.model_name)
+        self.name = cfg.gate.model_name
         self.current: Loaded | None = None
         self.error: str | None = None  # why the first load failed, for /health and 503s
         self.switches = 0

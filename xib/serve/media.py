@@ -7,10 +7,13 @@ import base64
 import binascii
 import io
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xib.runtime.runner import decode_flac
 from xib.serve.errors import bad, too_large
+
+if TYPE_CHECKING:
+    from xib.data.config import ValidateConfig
 
 DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?:;[\w-]+=[^;,]*)*;base64,(?P<data>.*)$", re.S)
 IMAGE_MIMES = {"image/png", "image/jpeg", "image/jpg", "image/webp", "image/gif", "image/bmp"}
@@ -52,12 +55,12 @@ def image_url(url: Any, where: str, limit: int) -> bytes:
     return b64(match.group("data"), where, limit)
 
 
-def decode_media(modality: str, data: bytes, fmt: str, where: str, vcfg: Any) -> Any:
+def decode_media(modality: str, data: bytes, fmt: str, where: str, vcfg: ValidateConfig) -> Any:
     """Decoded media as `Runner.encode_array` reads it, or a 400/413 naming `where` and the rule."""
     from xib.data import media as M
 
-    if len(data) > int(vcfg.max_media_bytes):
-        raise too_large(where, f"media is {len(data)} bytes, at most {int(vcfg.max_media_bytes)} "
+    if len(data) > vcfg.max_media_bytes:
+        raise too_large(where, f"media is {len(data)} bytes, at most {vcfg.max_media_bytes} "
                                "(data.validate.max_media_bytes)")  # fmt: skip
     try:
         if modality == "image":
@@ -65,7 +68,7 @@ def decode_media(modality: str, data: bytes, fmt: str, where: str, vcfg: Any) ->
 
             with Image.open(io.BytesIO(data)) as img:  # reads the header only
                 width, height = img.size
-            side = int(vcfg.max_image_side)
+            side = vcfg.max_image_side
             if max(width, height) > side:
                 raise too_large(where, f"image is {width}x{height} pixels, at most {side} per side "
                                        "(data.validate.max_image_side)")  # fmt: skip
@@ -73,8 +76,8 @@ def decode_media(modality: str, data: bytes, fmt: str, where: str, vcfg: Any) ->
         if modality == "audio":
             wave, rate = decode_flac(data) if fmt == "flac" else M.decode_audio(data)
             seconds = wave.size / max(rate, 1)
-            if seconds > float(vcfg.max_audio_seconds):
-                raise too_large(where, f"audio is {seconds:.1f} s, at most {float(vcfg.max_audio_seconds)} s "
+            if seconds > vcfg.max_audio_seconds:
+                raise too_large(where, f"audio is {seconds:.1f} s, at most {vcfg.max_audio_seconds} s "
                                        "(data.validate.max_audio_seconds)")  # fmt: skip
             if wave.size == 0:
                 raise bad(where, "audio holds no samples")
@@ -82,15 +85,15 @@ def decode_media(modality: str, data: bytes, fmt: str, where: str, vcfg: Any) ->
         if modality == "video":
             frames, fps = M.decode_video_meta(data)
             seconds = len(frames) / fps if fps else 0.0
-            if seconds > float(vcfg.max_video_seconds):
-                raise too_large(where, f"video is {seconds:.1f} s, at most {float(vcfg.max_video_seconds)} s "
+            if seconds > vcfg.max_video_seconds:
+                raise too_large(where, f"video is {seconds:.1f} s, at most {vcfg.max_video_seconds} s "
                                        "(data.validate.max_video_seconds)")  # fmt: skip
-            if len(frames) and max(frames.shape[1:3]) > int(vcfg.max_video_side):
+            if len(frames) and max(frames.shape[1:3]) > vcfg.max_video_side:
                 raise too_large(where, f"video frames are {frames.shape[2]}x{frames.shape[1]}, at most "
-                                       f"{int(vcfg.max_video_side)} per side (data.validate.max_video_side)")  # fmt: skip
+                                       f"{vcfg.max_video_side} per side (data.validate.max_video_side)")  # fmt: skip
             return frames
         points = M.decode_pc(data)
-        limit = float(vcfg.max_abs_coordinate)
+        limit = vcfg.max_abs_coordinate
         if points.size and float(abs(points).max()) > limit:
             raise bad(where, f"point coordinates must be within +-{limit} (data.validate.max_abs_coordinate)")
         return points

@@ -18,10 +18,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xib.serve.errors import ApiError, bad
 from xib.serve.media import FORMATS, b64, decode_media, image_url
+
+if TYPE_CHECKING:
+    from xib.data.config import ValidateConfig
+    from xib.serve.config import ServeConfig
 
 KNOWN = {"model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "n", "stop",
          "seed", "stream", "stream_options", "user"}  # fmt: skip
@@ -91,13 +95,13 @@ def _parts(content: Any, where: str, role: str) -> list[dict[str, Any]]:
     return content
 
 
-def _media(part: dict[str, Any], where: str, vcfg: Any) -> tuple[str, Any]:
+def _media(part: dict[str, Any], where: str, vcfg: ValidateConfig) -> tuple[str, Any]:
     kind = part["type"]
     modality = PART_MODALITY[kind]
     inner = part.get(kind)
     if not isinstance(inner, dict):
         raise bad(f"{where}.{kind}", "must be an object")
-    limit = int(vcfg.max_media_bytes)
+    limit = vcfg.max_media_bytes
     if kind == "image_url":
         data = image_url(inner.get("url"), f"{where}.image_url.url", limit)
         return modality, decode_media(modality, data, "", f"{where}.image_url", vcfg)
@@ -109,61 +113,8 @@ def _media(part: dict[str, Any], where: str, vcfg: Any) -> tuple[str, Any]:
     return modality, decode_media(modality, data, str(fmt), f"{where}.{kind}", vcfg)
 
 
-def parse_chat(body: Any, scfg: Any, vcfg: Any) -> ChatRequest:
-    """Check and decode a request body; `scfg` is `cfg.serve`, `vcfg` the ingest rules (`data.validate`)."""
-    if not isinstance(body, dict):
-        raise bad("body", "must be a JSON object")
-    unknown = sorted(set(body) - KNOWN)
-    if unknown:
-        raise bad(unknown[0], "is not supported by this server (supported: " + ", ".join(sorted(KNOWN)) + ")")
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise bad("model", "must name the model (see GET /v1/models)")
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise bad("messages", "must be a non-empty list")
-    if len(messages) > int(scfg.max_messages):
-        raise ApiError(413, f"messages: at most {int(scfg.max_messages)} messages (serve.max_messages)",
-                       param="messages", code="too_large")  # fmt: skip
-
-    turns: list[tuple[str, str]] = []  # (role, text)
-    media: list[tuple[str, Any]] = []
-    chars = 0
-    for i, message in enumerate(messages):
-        where = f"messages[{i}]"
-        if not isinstance(message, dict):
-            raise bad(where, "must be an object with `role` and `content`")
-        role = message.get("role")
-        if role not in ROLES:
-            raise bad(f"{where}.role", f"must be one of {', '.join(ROLES)}, got {role!r}")
-        texts = []
-        for j, part in enumerate(_parts(message.get("content"), f"{where}.content", str(role))):
-            here = f"{where}.content[{j}]"
-            if part["type"] == "text":
-                texts.append(_text(part.get("text"), f"{here}.text").strip())
-                continue
-            if len(media) >= int(scfg.max_media_inputs):
-                raise bad(
-                    here,
-                    f"at most {int(scfg.max_media_inputs)} media inputs per conversation: the model answers "
-                    "over one input, or compares two (serve.max_media_inputs)",
-                )
-            media.append(_media(part, here, vcfg))
-        text = " ".join(t for t in texts if t)
-        chars += len(text)
-        turns.append((str(role), text))
-    if chars > int(scfg.max_text_chars):
-        raise ApiError(413, f"messages: {chars} characters of text, at most {int(scfg.max_text_chars)} "
-                            "(serve.max_text_chars)", param="messages", code="too_large")  # fmt: skip
-    last = len(messages) - 1
-    if turns[-1][0] != "user":
-        raise bad(f"messages[{last}].role", "the last message must be the user's question")
-    if not turns[-1][1]:
-        raise bad(f"messages[{last}].content", "the last user message needs a text part (the question)")
-    if not media:
-        raise bad("messages", "no media part: the model answers questions about an image, audio, video or "
-                              "point cloud (image_url, input_audio, input_video, input_point_cloud)")  # fmt: skip
-
+def _question(turns: list[tuple[str, str]]) -> str:
+    """The conversation as one question: system text, earlier questions and answers, then the last turn."""
     context = []
     pending: str | None = None
     for role, text in turns[:-1]:
@@ -178,11 +129,14 @@ def parse_chat(body: Any, scfg: Any, vcfg: Any) -> ChatRequest:
             pending = None
     if pending:
         context.append(f"question: {pending}")
-    question = " ".join([*context, turns[-1][1]]).strip()
+    return " ".join([*context, turns[-1][1]]).strip()
 
+
+def _generation_options(body: dict[str, Any], scfg: ServeConfig) -> dict[str, Any]:
+    """The request's sampling options (OpenAI names), each checked against its range and `serve` limit."""
     options: dict[str, Any] = {}
-    max_tokens = _integer(body, "max_completion_tokens", 1, int(scfg.max_tokens))
-    max_tokens = _integer(body, "max_tokens", 1, int(scfg.max_tokens)) if max_tokens is None else max_tokens
+    max_tokens = _integer(body, "max_completion_tokens", 1, scfg.max_tokens)
+    max_tokens = _integer(body, "max_tokens", 1, scfg.max_tokens) if max_tokens is None else max_tokens
     if max_tokens is not None:
         options["max_new_tokens"] = max_tokens
     temperature = _number(body, "temperature", 0.0, 2.0)
@@ -201,10 +155,71 @@ def parse_chat(body: Any, scfg: Any, vcfg: Any) -> ChatRequest:
         stops = [stop] if isinstance(stop, str) else stop
         if not isinstance(stops, list) or not all(isinstance(s, str) and s for s in stops):
             raise bad("stop", "must be a non-empty string or a list of them")
-        if len(stops) > int(scfg.max_stop):
-            raise bad("stop", f"at most {int(scfg.max_stop)} stop strings")
+        if len(stops) > scfg.max_stop:
+            raise bad("stop", f"at most {scfg.max_stop} stop strings")
         options["stop"] = tuple(stops)
-    n = _integer(body, "n", 1, int(scfg.max_n)) or 1
+    return options
+
+
+def parse_chat(body: Any, scfg: ServeConfig, vcfg: ValidateConfig) -> ChatRequest:
+    """Check and decode a request body; `scfg` is `cfg.serve`, `vcfg` the ingest rules (`data.validate`)."""
+    if not isinstance(body, dict):
+        raise bad("body", "must be a JSON object")
+    unknown = sorted(set(body) - KNOWN)
+    if unknown:
+        raise bad(unknown[0], "is not supported by this server (supported: " + ", ".join(sorted(KNOWN)) + ")")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise bad("model", "must name the model (see GET /v1/models)")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise bad("messages", "must be a non-empty list")
+    if len(messages) > scfg.max_messages:
+        raise ApiError(413, f"messages: at most {scfg.max_messages} messages (serve.max_messages)",
+                       param="messages", code="too_large")  # fmt: skip
+
+    turns: list[tuple[str, str]] = []  # (role, text)
+    media: list[tuple[str, Any]] = []
+    chars = 0
+    for i, message in enumerate(messages):
+        where = f"messages[{i}]"
+        if not isinstance(message, dict):
+            raise bad(where, "must be an object with `role` and `content`")
+        role = message.get("role")
+        if role not in ROLES:
+            raise bad(f"{where}.role", f"must be one of {', '.join(ROLES)}, got {role!r}")
+        texts = []
+        for j, part in enumerate(_parts(message.get("content"), f"{where}.content", str(role))):
+            here = f"{where}.content[{j}]"
+            if part["type"] == "text":
+                texts.append(_text(part.get("text"), f"{here}.text").strip())
+                continue
+            if len(media) >= scfg.max_media_inputs:
+                raise bad(
+                    here,
+                    f"at most {scfg.max_media_inputs} media inputs per conversation: the model answers "
+                    "over one input, or compares two (serve.max_media_inputs)",
+                )
+            media.append(_media(part, here, vcfg))
+        text = " ".join(t for t in texts if t)
+        chars += len(text)
+        turns.append((str(role), text))
+    if chars > scfg.max_text_chars:
+        raise ApiError(413, f"messages: {chars} characters of text, at most {scfg.max_text_chars} "
+                            "(serve.max_text_chars)", param="messages", code="too_large")  # fmt: skip
+    last = len(messages) - 1
+    if turns[-1][0] != "user":
+        raise bad(f"messages[{last}].role", "the last message must be the user's question")
+    if not turns[-1][1]:
+        raise bad(f"messages[{last}].content", "the last user message needs a text part (the question)")
+    if not media:
+        raise bad("messages", "no media part: the model answers questions about an image, audio, video or "
+                              "point cloud (image_url, input_audio, input_video, input_point_cloud)")  # fmt: skip
+
+    question = _question(turns)
+
+    options = _generation_options(body, scfg)
+    n = _integer(body, "n", 1, scfg.max_n) or 1
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise bad("stream", "must be true or false")

@@ -20,11 +20,14 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xib.errors import XibError
 from xib.io import write_json
 from xib.train import signing
+
+if TYPE_CHECKING:
+    from xib.config import XibConfig
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +87,7 @@ _NOT_RECIPE = {
 }
 
 
-def recipe_hash(cfg: Any) -> str:
+def recipe_hash(cfg: XibConfig) -> str:
     """What the trained weights depend on: the training recipe, the projection, the prompts, the
     modality and its instruction data. A checkpoint of another recipe is never resumed."""
     import hashlib
@@ -99,18 +102,18 @@ def recipe_hash(cfg: Any) -> str:
         "modality": to_dict(cfg.modality),
     }
     digest = hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode())
-    instructions = Path(cfg.paths.data) / "instruct" / str(cfg.modality.name) / "train.jsonl"
+    instructions = Path(cfg.paths.data) / "instruct" / cfg.modality.name / "train.jsonl"
     if instructions.is_file():
         digest.update(instructions.read_bytes())
     return digest.hexdigest()[:16]
 
 
-def expectations(cfg: Any, world: int, features_key: str, llm_fp: str) -> dict[str, Any]:
+def expectations(cfg: XibConfig, world: int, features_key: str, llm_fp: str) -> dict[str, Any]:
     """What a checkpoint must have been saved with to be resumed by this run."""
     return {
         "world_size": world,
-        "zero_stage": int(cfg.train.zero_stage),
-        "modality": str(cfg.modality.name),
+        "zero_stage": cfg.train.zero_stage,
+        "modality": cfg.modality.name,
         "recipe": recipe_hash(cfg),
         # the frozen inputs: a checkpoint trained on another encoder's features or another LLM is stale
         "features": features_key,

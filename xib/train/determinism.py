@@ -24,7 +24,10 @@ What is not pinned: other CPU architectures (ARM ignores the x86 pins), other to
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from xib.config import XibConfig
 
 # conf key (train.determinism.<key>) -> the environment variable its library reads
 ISA_VARIABLES = {
@@ -34,13 +37,13 @@ ISA_VARIABLES = {
 }
 
 
-def pinned_env(cfg: Any) -> dict[str, str]:
+def pinned_env(cfg: XibConfig) -> dict[str, str]:
     """The instruction-set pins of `cfg.train.determinism` as environment variables (empty: unpinned)."""
     dcfg = cfg.train.determinism
     return {var: str(getattr(dcfg, key)) for key, var in ISA_VARIABLES.items() if str(getattr(dcfg, key))}
 
 
-def apply(cfg: Any, threads: int) -> None:
+def apply(cfg: XibConfig, threads: int) -> None:
     """Pin this process: instruction sets (before its first computation), `threads`, deterministic ops.
 
     A variable already set in the environment wins, so a user can still unpin or pin otherwise.
@@ -50,11 +53,12 @@ def apply(cfg: Any, threads: int) -> None:
     for var, value in pinned_env(cfg).items():
         os.environ.setdefault(var, value)
     torch.set_num_threads(max(int(threads), 1))
-    if bool(cfg.train.determinism.algorithms):
+    if cfg.train.determinism.algorithms:
         torch.use_deterministic_algorithms(True, warn_only=True)
         # deterministic mode also NaN-fills every new tensor (torch's guard against reading
         # uninitialised memory); that fill was a third of an alignment step's time (benchmarks/train.md)
-        torch.utils.deterministic.fill_uninitialized_memory = bool(
+        # a property of torch.utils.deterministic's module class, which torch's stubs do not declare
+        torch.utils.deterministic.fill_uninitialized_memory = bool(  # type: ignore[attr-defined]
             cfg.train.determinism.fill_uninitialized_memory
         )
 

@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xib.errors import XibError
 from xib.net import free_port
@@ -23,10 +23,13 @@ from xib.train.config import LAUNCHERS
 from xib.train.determinism import pinned_env
 from xib.train.lifeline import child_dies_with_me
 
+if TYPE_CHECKING:
+    from xib.config import XibConfig
+
 REPO = Path(__file__).resolve().parents[2]
 
 
-def write_run_config(cfg: Any, modality: str) -> Path:
+def write_run_config(cfg: XibConfig, modality: str) -> Path:
     from dataclasses import replace
 
     from xib.io import atomic_path
@@ -39,12 +42,12 @@ def write_run_config(cfg: Any, modality: str) -> Path:
     return path
 
 
-def worker_env(cfg: Any, run_id: str = "", llm_fp: str = "") -> dict[str, str]:
+def worker_env(cfg: XibConfig, run_id: str = "", llm_fp: str = "") -> dict[str, str]:
     from xib.train.lifeline import LAUNCHER_ENV, identity
 
     env = dict(os.environ)
     env[LAUNCHER_ENV] = identity()  # the workers follow this process and die with it
-    threads = str(max(int(cfg.train.threads_per_proc), 1))
+    threads = str(max(cfg.train.threads_per_proc, 1))
     env.update({"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "PYTHONUNBUFFERED": "1"})
     env.update({k: env.get(k, v) for k, v in pinned_env(cfg).items()})
     env.setdefault("TORCH_EXTENSIONS_DIR", str(REPO / ".cache" / "torch_extensions"))
@@ -65,11 +68,11 @@ def worker_env(cfg: Any, run_id: str = "", llm_fp: str = "") -> dict[str, str]:
     return env
 
 
-def command_line(cfg: Any, config_path: Path, port: int | None = None) -> list[str]:
+def command_line(cfg: XibConfig, config_path: Path, port: int | None = None) -> list[str]:
     """The launcher command. Multi-node: see docs/TRAINING.md (torchrun env / deepspeed hostfile)."""
     tc = cfg.train
     worker = ["-m", "xib.train.worker", "--config", str(config_path)]
-    master_port = str(port or int(tc.master_port) or free_port())
+    master_port = str(port or tc.master_port or free_port())
     if tc.launcher == "torchrun":
         nnodes = os.environ.get("XIB_NNODES", "1")
         cmd = [
@@ -77,7 +80,7 @@ def command_line(cfg: Any, config_path: Path, port: int | None = None) -> list[s
             "-m",
             "torch.distributed.run",
             "--nproc_per_node",
-            str(int(tc.procs)),
+            str(tc.procs),
             "--nnodes",
             nnodes,
         ]
@@ -106,9 +109,9 @@ def command_line(cfg: Any, config_path: Path, port: int | None = None) -> list[s
             )
         cmd = [runner, "--master_port", master_port]
         if tc.hostfile:
-            cmd += ["--hostfile", str(tc.hostfile)]
+            cmd += ["--hostfile", tc.hostfile]
         else:
-            cmd += ["--num_nodes", "1", "--num_accelerators", str(int(tc.procs))]
+            cmd += ["--num_nodes", "1", "--num_accelerators", str(tc.procs)]
         return cmd + ["--module", "xib.train.worker", "--config", str(config_path)]
     raise XibError(f"train.launcher={tc.launcher!r}: expected one of {', '.join(LAUNCHERS)}")
 
@@ -169,7 +172,7 @@ class ProgressView:
             self.bar.close()
 
 
-def run_alignment(cfg: Any, modality: str, quiet: bool = False, track: bool = True) -> int:
+def run_alignment(cfg: XibConfig, modality: str, quiet: bool = False, track: bool = True) -> int:
     """Train `modality`'s projection; returns the launcher's exit status (0 = success)."""
     from xib.config import MODALITIES
 
@@ -214,18 +217,18 @@ def run_alignment(cfg: Any, modality: str, quiet: bool = False, track: bool = Tr
     return status
 
 
-def planned_world_size(cfg: Any) -> int | None:
+def planned_world_size(cfg: XibConfig) -> int | None:
     """How many ranks the launch will start (None where only the launcher finds out)."""
     tc = cfg.train
     if tc.launcher == "none":
         return 1
     if tc.launcher == "torchrun":
-        return int(tc.procs) * int(os.environ.get("XIB_NNODES", "1"))
+        return tc.procs * int(os.environ.get("XIB_NNODES", "1"))
     if not tc.hostfile:
-        return int(tc.procs)
+        return tc.procs
     slots = [
         int(word.split("=", 1)[1])
-        for line in Path(str(tc.hostfile)).read_text().splitlines()
+        for line in Path(tc.hostfile).read_text().splitlines()
         for word in line.split()[1:]
         if word.startswith("slots=")
     ]
@@ -261,8 +264,10 @@ def _run_in_process(config_path: Path, run_id: str, llm_fp: str) -> int:
                 os.environ[name] = value
 
 
-def _run_subprocess(cfg: Any, modality: str, config_path: Path, run_id: str, quiet: bool, llm_fp: str) -> int:
-    port = int(cfg.train.master_port) or free_port()
+def _run_subprocess(
+    cfg: XibConfig, modality: str, config_path: Path, run_id: str, quiet: bool, llm_fp: str
+) -> int:
+    port = cfg.train.master_port or free_port()
     cmd = command_line(cfg, config_path, port)
     view = ProgressView(modality, quiet)
     proc = subprocess.Popen(

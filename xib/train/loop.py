@@ -14,11 +14,14 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xib.config import for_modality
 from xib.errors import XibError
 from xib.schedule import lr_factor as lr_factor  # the one schedule (re-exported for the trainer's tests)
+
+if TYPE_CHECKING:
+    from xib.config import XibConfig
 
 log = logging.getLogger("xib.train")
 
@@ -53,7 +56,7 @@ def step_seed(seed: int, step: int, rank: int) -> int:
     return (int(seed) * 1_000_003 + int(step)) * 4099 + int(rank)
 
 
-def align_dir(cfg: Any, modality: str) -> Path:
+def align_dir(cfg: XibConfig, modality: str) -> Path:
     return Path(cfg.paths.artifacts) / "align" / modality
 
 
@@ -61,7 +64,7 @@ def align_dir(cfg: Any, modality: str) -> Path:
 class Job:
     """One rank's view of one alignment run: what `setup` built and the later steps read."""
 
-    cfg: Any
+    cfg: XibConfig
     modality: str
     steps: int
     rank: int
@@ -83,7 +86,7 @@ class Job:
         return self.model.collate([dataset[i] for i in indices])
 
 
-def setup(cfg: Any, rank: int, world: int, local_rank: int) -> tuple[Job, Any]:
+def setup(cfg: XibConfig, rank: int, world: int, local_rank: int) -> tuple[Job, Any]:
     """Data, model, optimizer and the DeepSpeed engine for `cfg.modality.name`; returns (job, engine)."""
     import torch
 
@@ -109,7 +112,7 @@ def setup(cfg: Any, rank: int, world: int, local_rank: int) -> tuple[Job, Any]:
     }
     sampler = MixtureSampler(datasets["train"], tc.mix, cfg.seed, rank, world)
 
-    torch.manual_seed(int(cfg.seed))  # the projection's initial weights
+    torch.manual_seed(cfg.seed)  # the projection's initial weights
     built = model_setup.build(cfg, modality, stores["train"].feature_dim, device)
     steps = int(for_modality(tc, "steps", modality))
     engine = build_engine(built.objective, tc, world, steps, on_accelerator)

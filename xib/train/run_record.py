@@ -15,9 +15,12 @@ import json
 import logging
 import socket
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xib.errors import XibError
+
+if TYPE_CHECKING:
+    from xib.config import XibConfig
 
 log = logging.getLogger(__name__)
 
@@ -95,14 +98,14 @@ def mark_crashed(client: Any, experiment_id: str, modality: str, keep: str = "")
 
 
 def open_or_continue(
-    cfg: Any, modality: str, tags: dict[str, str], ckpt_dir: Path, resume_tag: str | None
+    cfg: XibConfig, modality: str, tags: dict[str, str], ckpt_dir: Path, resume_tag: str | None
 ) -> tuple[str, bool]:
     """The run this launch logs into, and whether it continues an earlier one (the one that wrote
     `resume_tag`, the checkpoint the workers will resume from)."""
     from xib.mlflow_store import use_tracking_uri
     from xib.train import tracking
 
-    client = use_tracking_uri(str(cfg.infra.mlflow_tracking_uri)).MlflowClient()
+    client = use_tracking_uri(cfg.infra.mlflow_tracking_uri).MlflowClient()
     run_id = continuable_run(client, ckpt_dir, resume_tag)
     continued = bool(run_id)
     if continued:

@@ -13,9 +13,12 @@ import logging
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xib.scrub import MASK, is_secret_key, scrub, scrub_value  # noqa: F401 - the one scrubber, re-exported
+
+if TYPE_CHECKING:
+    from xib.config import XibConfig
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +51,7 @@ def hash_paths(paths: list[Path]) -> str:
     return digest.hexdigest()
 
 
-def data_hashes(cfg: Any, modality: str, repo: str | Path = ".") -> dict[str, str]:
+def data_hashes(cfg: XibConfig, modality: str, repo: str | Path = ".") -> dict[str, str]:
     """DVC's recorded hashes of the data this run reads (dvc.lock), else hashes of the files themselves."""
     lock = Path(repo) / "dvc.lock"
     if lock.is_file():
@@ -86,28 +89,28 @@ def weights_fingerprint(path: str | Path) -> str:
     return hash_paths(files)
 
 
-def _mlflow(cfg: Any) -> Any:
+def _mlflow(cfg: XibConfig) -> Any:
     from xib.mlflow_store import use_tracking_uri
     from xib.transient import apply_budgets
 
     apply_budgets(cfg.infra.retry)
-    return use_tracking_uri(str(cfg.infra.mlflow_tracking_uri))
+    return use_tracking_uri(cfg.infra.mlflow_tracking_uri)
 
 
-def tracking_service(cfg: Any) -> Any:
+def tracking_service(cfg: XibConfig) -> Any:
     """A block of calls to the tracking server: a transient failure inside ends as one line."""
     from xib.transient import service, tracking_budget
 
-    return service("MLflow tracking", str(cfg.infra.mlflow_tracking_uri), tracking_budget(cfg.infra.retry))
+    return service("MLflow tracking", cfg.infra.mlflow_tracking_uri, tracking_budget(cfg.infra.retry))
 
 
-def open_run(cfg: Any, modality: str, tags: dict[str, str] | None = None) -> str:
+def open_run(cfg: XibConfig, modality: str, tags: dict[str, str] | None = None) -> str:
     """Parent process: create the run (params + provenance tags) and return its id for the workers."""
     with tracking_service(cfg):
         return _open_run(cfg, modality, tags)
 
 
-def _open_run(cfg: Any, modality: str, tags: dict[str, str] | None) -> str:
+def _open_run(cfg: XibConfig, modality: str, tags: dict[str, str] | None) -> str:
     from xib.config import to_flat_dict
 
     mlflow = _mlflow(cfg)
@@ -130,12 +133,12 @@ def _open_run(cfg: Any, modality: str, tags: dict[str, str] | None) -> str:
     return run.info.run_id
 
 
-def llm_fingerprint(cfg: Any) -> str:
+def llm_fingerprint(cfg: XibConfig) -> str:
     """The frozen LLM's weights fingerprint: the launcher's, when it handed one down, else hashed here."""
     return os.environ.get(LLM_FINGERPRINT_ENV) or weights_fingerprint(cfg.model.llm.path)
 
 
-def provenance_tags(cfg: Any, modality: str, encoder_fingerprint: str, llm_fp: str) -> dict[str, str]:
+def provenance_tags(cfg: XibConfig, modality: str, encoder_fingerprint: str, llm_fp: str) -> dict[str, str]:
     """The run's tags; `llm_fp` is the fingerprint the launcher already hashed for its workers."""
     from xib.models.checkpoint import REPO_ROOT, git_commit
 
@@ -149,7 +152,7 @@ def provenance_tags(cfg: Any, modality: str, encoder_fingerprint: str, llm_fp: s
     return tags
 
 
-def close_run(cfg: Any, run_id: str, status: str) -> None:
+def close_run(cfg: XibConfig, run_id: str, status: str) -> None:
     with tracking_service(cfg):
         _mlflow(cfg).MlflowClient().set_terminated(run_id, status=status)
 
@@ -157,7 +160,7 @@ def close_run(cfg: Any, run_id: str, status: str) -> None:
 class RankZeroLogger:
     """Logs to the parent's run from rank 0 only; every other rank (or no run id) is a no-op."""
 
-    def __init__(self, cfg: Any, rank: int, run_id: str | None = None) -> None:
+    def __init__(self, cfg: XibConfig, rank: int, run_id: str | None = None) -> None:
         self.run_id = run_id if run_id is not None else os.environ.get(RUN_ID_ENV, "")
         self.enabled = rank == 0 and bool(self.run_id)
         self.history: dict[str, list[tuple[int, float]]] = {}

@@ -11,10 +11,13 @@ import argparse
 import logging
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xib.errors import XibError
 from xib.train import determinism
+
+if TYPE_CHECKING:
+    from xib.config import XibConfig
 
 
 def parse_args(argv: list[str]) -> tuple[str, list[str]]:
@@ -78,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             groups._WORLD_GROUP = None
 
 
-def train(cfg: Any, rank: int, world: int, local_rank: int) -> int:
+def train(cfg: XibConfig, rank: int, world: int, local_rank: int) -> int:
     """One rank's whole run, in the steps of xib.train.loop."""
     from xib.train import loop
 

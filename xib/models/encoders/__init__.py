@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -50,19 +51,20 @@ class EncoderOutput:
     mask: torch.Tensor  # [B, V, N] bool, True = a real token
 
 
-def encoder_config(cfg: Any) -> EncoderConfig:
+def encoder_config(cfg: EncoderConfig | Mapping[str, Any]) -> EncoderConfig:
     """An EncoderConfig from a DictConfig, a dict or an EncoderConfig (unknown keys are an error)."""
     if isinstance(cfg, EncoderConfig):
         return cfg
+    plain: Any = cfg
     if not isinstance(cfg, dict):
         from omegaconf import OmegaConf
 
-        cfg = OmegaConf.to_container(cfg, resolve=True)
+        plain = OmegaConf.to_container(cfg, resolve=True)
     known = {f.name for f in dataclasses.fields(EncoderConfig)}
-    unknown = sorted(set(cfg) - known)
+    unknown = sorted(set(plain) - known)
     if unknown:
         raise XibError(f"encoder config has unknown keys {unknown}; known: {sorted(known)}")
-    values: dict[str, Any] = {k: (dict(v) if k == "arch" else v) for k, v in cfg.items()}
+    values: dict[str, Any] = {k: (dict(v) if k == "arch" else v) for k, v in plain.items()}
     return EncoderConfig(**values)
 
 
@@ -240,7 +242,7 @@ class HFBackboneEncoder(FrozenEncoder):
         self.backbone.save_pretrained(str(directory))
 
 
-def output_width(enc_cfg: Any) -> int:
+def output_width(enc_cfg: EncoderConfig | Mapping[str, Any]) -> int:
     """The width D of the tokens an encoder config gives, read from its `arch` (nothing is built)."""
     cfg = encoder_config(enc_cfg)
     arch = dict(cfg.arch)
@@ -251,7 +253,7 @@ def output_width(enc_cfg: Any) -> int:
     return int(arch["hidden_size"])
 
 
-def build_encoder(modality: str, enc_cfg: Any) -> FrozenEncoder:
+def build_encoder(modality: str, enc_cfg: EncoderConfig | Mapping[str, Any]) -> FrozenEncoder:
     """The frozen encoder `enc_cfg` describes (loaded from `path` when it exists, else built from `arch`)."""
     cfg = encoder_config(enc_cfg)
     if cfg.family in ("clip_vision", "blip2_vision"):

@@ -10,7 +10,7 @@ does, `(fbank - mean) / (2 * std)`, and goes through the transformer on its own.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -18,6 +18,9 @@ from torch import nn
 
 from xib.errors import XibError
 from xib.models.encoders import HFBackboneEncoder
+
+if TYPE_CHECKING:
+    from xib.models.config import EncoderConfig
 
 FRAME_LENGTH_S = 0.025
 FRAME_SHIFT_S = 0.010
@@ -69,7 +72,7 @@ class ASTEncoder(HFBackboneEncoder):
     family = "ast"
     mel_filters: torch.Tensor  # a (non-persistent) buffer, registered in __init__
 
-    def __init__(self, modality: str, cfg: Any) -> None:
+    def __init__(self, modality: str, cfg: EncoderConfig) -> None:
         super().__init__(modality, cfg)
         from transformers.audio_utils import mel_filter_bank
 
