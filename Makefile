@@ -39,8 +39,10 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check xib flows tests benchmarks
 	$(VENV)/bin/mypy
 
+# Two pytest workers, one test file each at a time: much of the suite waits on servers and child
+# processes, so the second core would otherwise idle (benchmarks/tests.md has the measured times).
 test: lint $(CHROMIUM)
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest -n 2 --dist loadfile
 
 demo: $(STAMP)
 	$(VENV)/bin/xib demo

@@ -47,7 +47,7 @@ def _usage(completions: list[Any]) -> dict[str, int]:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
-def create_app(cfg: XibConfig, host: ModelHost, token: str | None = None) -> Any:
+def create_app(cfg: "XibConfig", host: ModelHost, token: str | None = None) -> Any:
     # Long on purpose: the routes are closures over one host, batcher and metrics (FastAPI's idiom), each short.
     from fastapi import FastAPI, Request
     from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
@@ -306,6 +306,6 @@ def create_app(cfg: XibConfig, host: ModelHost, token: str | None = None) -> Any
 ROUTES = {"/", "/health", "/metrics", "/admin/reload", "/v1/models", "/v1/chat/completions"}
 
 
-def bearer_token(cfg: XibConfig) -> str | None:
+def bearer_token(cfg: "XibConfig") -> str | None:
     """The token requests must carry, from the environment variable `serve.token_env` names."""
     return os.environ.get(cfg.serve.token_env) or None
