@@ -23,7 +23,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Path]
     import torch.distributed as dist
 
     from xib.config import load_config
-    from xib.train.worker import setup_distributed
+    from xib.train.worker import setup_distributed, teardown_distributed
 
     root = tmp_path_factory.mktemp("loop")
     with pytest.MonkeyPatch.context() as patch:
@@ -45,7 +45,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Path]
             yield cfg, root
         finally:
             if owns and dist.is_initialized():
-                dist.destroy_process_group()
+                teardown_distributed()
 
 
 @pytest.fixture(scope="module")

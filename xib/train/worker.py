@@ -56,6 +56,15 @@ def setup_distributed(backend: str) -> tuple[int, int, int]:
     return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0"))
 
 
+def teardown_distributed() -> None:
+    """Destroy the process group `setup_distributed` made, through DeepSpeed: it also drops the groups
+    DeepSpeed cached (a clone of the world group among them), which a later in-process run (tests,
+    notebooks) would otherwise broadcast over ("Group ... is not registered")."""
+    import deepspeed.comm
+
+    deepspeed.comm.destroy_process_group()
+
+
 def main(argv: list[str] | None = None) -> int:
     from xib.train import lifeline
 
@@ -73,12 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         return train(cfg, rank, world, local_rank)
     finally:
         if owns_group and dist.is_initialized():
-            dist.destroy_process_group()
-            # DeepSpeed caches a clone of the world group; a later in-process run (tests, notebooks)
-            # would broadcast over the destroyed one ("Group ... is not registered").
-            from deepspeed.utils import groups
-
-            groups._WORLD_GROUP = None
+            teardown_distributed()
 
 
 def train(cfg: XibConfig, rank: int, world: int, local_rank: int) -> int:
