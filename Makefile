@@ -39,10 +39,8 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check xib flows tests benchmarks
 	$(VENV)/bin/mypy
 
-# Two pytest workers, one test file each at a time: much of the suite waits on servers and child
-# processes, so the second core would otherwise idle (benchmarks/tests.md has the measured times).
 test: lint $(CHROMIUM)
-	$(VENV)/bin/python -m pytest -n 2 --dist loadfile
+	$(VENV)/bin/python -m pytest
 
 demo: $(STAMP)
 	$(VENV)/bin/xib demo

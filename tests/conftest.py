@@ -53,7 +53,7 @@ def wait_http(url: str, timeout: float = 60.0) -> None:
             time.sleep(0.5)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # a server per test file: no flow runs of another file in its listings
 def prefect_server(tmp_path_factory: pytest.TempPathFactory):
     """`prefect server start` on loopback with its own PREFECT_HOME and, as infra/compose.yaml runs it in
     production, a PostgreSQL database of its own (dropped afterwards); yields the env to reach it."""
