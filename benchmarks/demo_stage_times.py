@@ -39,10 +39,10 @@ def stage_times(log: str) -> tuple[list[tuple[str, float, float]], float]:
         if kind == "Flow" and "for flow 'xib-pipeline'" in message and began is None:
             began = previous = moment
         elif began is not None and previous is not None and message.startswith("Finished in state"):
-            if kind == "Task":
-                rows.append((name, (moment - began).total_seconds(), (moment - previous).total_seconds()))
-                previous = moment
             total = (moment - began).total_seconds()
+            if kind == "Task":
+                rows.append((name, total, (moment - previous).total_seconds()))
+                previous = moment
     if began is None:
         raise SystemExit("no `xib-pipeline` flow run in this log")
     return rows, total
