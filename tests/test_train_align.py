@@ -40,12 +40,12 @@ def test_only_projection_trains_and_anchor_only_when_enabled(xib_root: Path) -> 
     assert all(p.grad is None for p in setup.model.llm.parameters())
 
     _, anchored, _ = _setup(overrides + ["train.anchor.enabled=true", "train.anchor.weight=2.0"])
-    assert anchored.objective.anchor_weight == 0.5  # the demo's own weight for image wins over `weight`
+    assert anchored.objective.anchor_weight == 1.0  # the demo's own weight for image wins over `weight`
     out = anchored.objective(anchored.collate(records))
     assert float(out["anchor_loss"]) > 0
     torch.testing.assert_close(out["loss"].detach(), out["lm_loss"] + out["anchor_loss"])
     _, doubled, _ = _setup(
-        overrides + ["train.anchor.enabled=true", "train.anchor.weight_by_modality.image=1.0"]
+        overrides + ["train.anchor.enabled=true", "train.anchor.weight_by_modality.image=2.0"]
     )
     torch.testing.assert_close(
         doubled.objective(doubled.collate(records))["anchor_loss"], 2 * out["anchor_loss"]
