@@ -520,7 +520,10 @@ class XInstructBLIP(nn.Module):
         embeds, soft = self.embed(batch)
         attention_mask = batch.attention_mask.to(self.device)
         labels = batch.labels.to(self.device)
-        hidden = self.llm.base_model(inputs_embeds=embeds, attention_mask=attention_mask).last_hidden_state
+        # no KV cache: one full pass, and filling a cache copies every layer's keys and values
+        hidden = self.llm.base_model(
+            inputs_embeds=embeds, attention_mask=attention_mask, use_cache=False
+        ).last_hidden_state
         # position t predicts token t+1; the vocabulary projection runs only where an answer token follows
         targets = labels[:, 1:]
         rows, cols = torch.nonzero(targets != IGNORE, as_tuple=True)

@@ -65,7 +65,8 @@ class MixtureSampler:
         self.weights = task_weights({t: len(ix) for t, ix in dataset.by_task.items()}, mix)
         self.tasks = list(self.weights)
         self.probs = np.array([self.weights[t] for t in self.tasks])
-        self.by_task = dataset.by_task
+        # arrays once: `rng.choice` on a list converts the whole list at every draw (the same draw, slower)
+        self.by_task = {task: np.asarray(ix, dtype=np.int64) for task, ix in dataset.by_task.items()}
         self.seed, self.rank, self.world_size = int(seed), int(rank), int(world_size)
 
     def indices(self, step: int, micro: int, batch_size: int) -> list[int]:
