@@ -113,3 +113,26 @@ def test_flows_run_stages_as_child_processes(xib_root):
     assert run_stage(stages["show"], [], xib_root, in_process=False) == "skipped"
     with pytest.raises(XibError, match="broken"):
         run_stage(stages["broken"], [], xib_root, in_process=False)
+
+
+def test_a_stage_named_in_stage_nice_runs_its_child_at_that_niceness(xib_root, tmp_path, monkeypatch):
+    import os
+    import sys
+
+    # the child is a script standing in for the interpreter: it records the niceness it was started at
+    seen = tmp_path / "niceness.txt"
+    child = tmp_path / "python"
+    child.write_text(f"#!/bin/sh\nnice > {seen}\n")
+    child.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(child))
+    (xib_root / "data").mkdir()
+    (xib_root / "data/in.txt").write_text("x")
+    dvc_file = xib_root / "dvc.yaml"
+    # a real stage name of the repository's dvc.yaml, since infra.stage_nice is checked against it
+    dvc_file.write_text(yaml.safe_dump({"stages": {"evaluate": {"cmd": "xib eval", "deps": ["data/in.txt"]}}}))
+    stage = load_stages(dvc_file)["evaluate"]
+    own = os.nice(0)
+    run_stage(stage, ["+infra.stage_nice={evaluate: 7}"], xib_root, force=True, in_process=False)
+    assert int(seen.read_text()) == min(own + 7, 19)
+    run_stage(stage, [], xib_root, force=True, in_process=False)  # not named: the parent's niceness
+    assert int(seen.read_text()) == own

@@ -92,6 +92,8 @@ class InfraConfig:
     s3_endpoint_url: str = ""  # e.g. http://127.0.0.1:5000 for moto or MinIO
     dashboard: DashboardConfig = field(default_factory=DashboardConfig)
     retry: RetryConfig = field(default_factory=RetryConfig)
+    # CPU niceness (0-19) of a flow's child stage, by dvc.yaml stage name; unnamed stages run at 0
+    stage_nice: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass

@@ -118,6 +118,7 @@ def check(cfg: XibConfig) -> None:
         if not test(value):
             _fail(key, value, rule)
     _check_tables(cfg)
+    _check_stage_nice(cfg)
     _check_across_fields(cfg)
 
 
@@ -151,6 +152,20 @@ def _check_tables(cfg: XibConfig) -> None:
             )
         if encoder.views < 1:
             _fail(f"model.encoders.{modality}.views", encoder.views, "must be >= 1")
+
+
+def _check_stage_nice(cfg: XibConfig) -> None:
+    """`infra.stage_nice` names stages of dvc.yaml, each with a niceness an unprivileged user may set."""
+    if not cfg.infra.stage_nice:
+        return
+    from xib.stages import load_stages  # here, not at the top: xib.stages imports xib.config
+
+    stages = load_stages()
+    for name, value in cfg.infra.stage_nice.items():
+        if name not in stages:
+            _fail(f"infra.stage_nice.{name}", value, "names no stage of dvc.yaml; one of " + ", ".join(stages))
+        if not 0 <= value <= 19:
+            _fail(f"infra.stage_nice.{name}", value, "must be between 0 and 19")
 
 
 def _check_across_fields(cfg: XibConfig) -> None:

@@ -135,8 +135,12 @@ class StageFailed(XibError):
         return (StageFailed, (self.stage, self.status, self.cause))
 
 
-def _run_child(stage: Stage, args: list[str], root: Path) -> tuple[int, str]:
-    """Run `xib <command>` as a child; returns its exit status and the one line it gave as its cause."""
+def _run_child(stage: Stage, args: list[str], root: Path, nice: int = 0) -> tuple[int, str]:
+    """Run `xib <command>` as a child; returns its exit status and the one line it gave as its cause.
+
+    `nice` > 0 lowers the child's CPU priority (its own children, the training ranks, inherit it), so
+    stages that no other stage waits on fill the cores the critical path leaves idle.
+    """
     import subprocess
     import sys
     import tempfile
@@ -146,7 +150,8 @@ def _run_child(stage: Stage, args: list[str], root: Path) -> tuple[int, str]:
     with tempfile.TemporaryDirectory(prefix="xib-stage-") as tmp:
         failure = Path(tmp) / "cause.txt"
         env = dict(os.environ, XIB_ROOT=str(root), **{FAILURE_FILE_ENV: str(failure)})
-        status = subprocess.run([sys.executable, "-m", "xib.cli", stage.command, *args], env=env).returncode
+        command = [sys.executable, "-m", "xib.cli", stage.command, *args]
+        status = subprocess.run(["nice", "-n", str(nice), *command] if nice else command, env=env).returncode
         cause = failure.read_text().strip() if failure.is_file() else ""
     return status, cause
 
@@ -170,7 +175,7 @@ def run_stage(
     if in_process:
         status = load_commands()[stage.command](args)
     else:
-        status, cause = _run_child(stage, args, root)
+        status, cause = _run_child(stage, args, root, cfg.infra.stage_nice.get(stage.name, 0))
         if status == EX_TEMPFAIL:
             raise TransientError(f"stage {stage.name}: {cause}")
         if status:
