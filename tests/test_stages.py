@@ -136,3 +136,27 @@ def test_a_stage_named_in_stage_nice_runs_its_child_at_that_niceness(xib_root, t
     assert int(seen.read_text()) == min(own + 7, 19)
     run_stage(stage, [], xib_root, force=True, in_process=False)  # not named: the parent's niceness
     assert int(seen.read_text()) == own
+
+
+def test_a_training_rank_in_its_own_session_keeps_the_stage_niceness():
+    import subprocess
+    import sys
+
+    import pytest
+
+    from xib.train.priority import AUTOGROUP
+
+    if not AUTOGROUP.is_file():
+        pytest.skip("this kernel has no autogroup scheduling")
+    script = "from xib.train.priority import inherit_niceness as f; import pathlib; print(f()); "
+    script += "print(pathlib.Path('/proc/self/autogroup').read_text())"
+    # torchrun starts each worker like this: a new session, hence a new autogroup at the default nice 0
+    ran = subprocess.run(
+        ["nice", "-n", "7", sys.executable, "-c", script],
+        start_new_session=True,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    returned, group = ran.stdout.splitlines()[:2]
+    assert returned == "7" and group.endswith("nice 7")

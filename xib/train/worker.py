@@ -66,10 +66,11 @@ def teardown_distributed() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from xib.train import lifeline
+    from xib.train import lifeline, priority
 
     if lifeline.watch_launcher() is not None:  # a process of its own: it dies with the launcher
         lifeline.die_with_parent()
+    priority.inherit_niceness()  # torchrun's own session must not undo `infra.stage_nice`
     config_path, overrides = parse_args(list(sys.argv[1:] if argv is None else argv))
     cfg = load_worker_config(config_path, overrides)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
