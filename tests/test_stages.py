@@ -129,7 +129,9 @@ def test_a_stage_named_in_stage_nice_runs_its_child_at_that_niceness(xib_root, t
     (xib_root / "data/in.txt").write_text("x")
     dvc_file = xib_root / "dvc.yaml"
     # a real stage name of the repository's dvc.yaml, since infra.stage_nice is checked against it
-    dvc_file.write_text(yaml.safe_dump({"stages": {"evaluate": {"cmd": "xib eval", "deps": ["data/in.txt"]}}}))
+    dvc_file.write_text(
+        yaml.safe_dump({"stages": {"evaluate": {"cmd": "xib eval", "deps": ["data/in.txt"]}}})
+    )
     stage = load_stages(dvc_file)["evaluate"]
     own = os.nice(0)
     run_stage(stage, ["+infra.stage_nice={evaluate: 7}"], xib_root, force=True, in_process=False)

@@ -163,7 +163,9 @@ def _check_stage_nice(cfg: XibConfig) -> None:
     stages = load_stages()
     for name, value in cfg.infra.stage_nice.items():
         if name not in stages:
-            _fail(f"infra.stage_nice.{name}", value, "names no stage of dvc.yaml; one of " + ", ".join(stages))
+            _fail(
+                f"infra.stage_nice.{name}", value, "names no stage of dvc.yaml; one of " + ", ".join(stages)
+            )
         if not 0 <= value <= 19:
             _fail(f"infra.stage_nice.{name}", value, "must be between 0 and 19")
 
