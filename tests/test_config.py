@@ -36,6 +36,7 @@ def test_overrides_select_groups_and_values(xib_root):
         (["modality.name=smell"], "modality.name='smell': must be one of image, pc, audio, video"),
         (["train.steps_by_modality.image=-1"], "train.steps_by_modality.image=-1: must be >= 1"),
         (["+train.steps_by_modality.smell=5"], "names no modality"),
+        (["+train.lr_by_modality.audio=0"], "train.lr_by_modality.audio=0.0: must be > 0"),
         (["train.steps_by_modality.pc=5"], "to add it, use +train.steps_by_modality.pc=5"),
         (["eval.modalities=[image,smell]"], "eval.modalities"),
         (["modality=pc", "modality.init_from=pc"], "must name another modality"),

@@ -66,6 +66,8 @@ def test_zero3_run_exports_projection_and_tracks(xib_root: Path) -> None:
         "train.zero_stage=3",
         "train.steps=99",
         "+train.steps_by_modality={image: 4, pc: 7}",  # image's own entry wins over `steps`
+        "train.lr=1.0e-4",
+        "+train.lr_by_modality={image: 1.0e-3}",  # and over `lr`
         "train.checkpoint_every=2",
         "train.eval_every=2",
         "train.anchor.enabled=true",
@@ -95,6 +97,12 @@ def test_zero3_run_exports_projection_and_tracks(xib_root: Path) -> None:
         "train/anchor_loss",
         "val/loss",
     } <= set(run.data.metrics)
+    from xib.schedule import lr_factor
+
+    tc = cfg.train
+    logged = [m.value for m in mlflow.MlflowClient().get_metric_history(run.info.run_id, "train/lr")]
+    schedule = [1.0e-3 * lr_factor(s, tc.warmup_steps, 4, tc.min_lr_ratio) for s in range(4)]
+    assert logged and all(v == pytest.approx(schedule[i]) for i, v in enumerate(logged))
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)}
     assert {"projection", "plots", "samples"} <= artifacts
     png = mlflow.MlflowClient().list_artifacts(run.info.run_id, "plots")[0].path

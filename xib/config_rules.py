@@ -124,21 +124,25 @@ def check(cfg: XibConfig) -> None:
 
 def _check_tables(cfg: XibConfig) -> None:
     """Per-modality tables name modalities, and their numbers obey the field they override."""
-    tables: dict[str, tuple[Mapping[str, float], float]] = {
-        "train.steps_by_modality": (cfg.train.steps_by_modality, 1),
+    tables: dict[str, tuple[Mapping[str, float], tuple[Callable[[Any], bool], str]]] = {
+        "train.steps_by_modality": (cfg.train.steps_by_modality, _at_least(1)),
+        "train.lr_by_modality": (cfg.train.lr_by_modality, _more_than(0)),
         "model.projection.num_query_tokens_by_modality": (
             cfg.model.projection.num_query_tokens_by_modality,
-            1,
+            _at_least(1),
         ),
-        "train.anchor.weight_by_modality": (cfg.train.anchor.weight_by_modality, 0),
-        "model.encoder_pretrain.steps_by_modality": (cfg.model.encoder_pretrain.steps_by_modality, 1),
+        "train.anchor.weight_by_modality": (cfg.train.anchor.weight_by_modality, _at_least(0)),
+        "model.encoder_pretrain.steps_by_modality": (
+            cfg.model.encoder_pretrain.steps_by_modality,
+            _at_least(1),
+        ),
     }
-    for key, (table, low) in tables.items():
+    for key, (table, (test, rule)) in tables.items():
         for modality, value in table.items():
             if modality not in MODALITIES:
                 _fail(f"{key}.{modality}", value, "names no modality; one of " + ", ".join(MODALITIES))
-            if value < low:
-                _fail(f"{key}.{modality}", value, f"must be >= {low}")
+            if not test(value):
+                _fail(f"{key}.{modality}", value, rule)
     for modality, encoder in cfg.model.encoders.items():
         if modality not in MODALITIES:
             _fail(

@@ -115,7 +115,8 @@ def setup(cfg: XibConfig, rank: int, world: int, local_rank: int) -> tuple[Job, 
     torch.manual_seed(cfg.seed)  # the projection's initial weights
     built = model_setup.build(cfg, modality, stores["train"].feature_dim, device)
     steps = int(for_modality(tc, "steps", modality))
-    engine = build_engine(built.objective, tc, world, steps, on_accelerator)
+    lr = float(for_modality(tc, "lr", modality))
+    engine = build_engine(built.objective, tc, world, steps, lr, on_accelerator)
     job = Job(
         cfg=cfg,
         modality=modality,
@@ -136,8 +137,9 @@ def setup(cfg: XibConfig, rank: int, world: int, local_rank: int) -> tuple[Job, 
     return job, engine
 
 
-def build_engine(objective: Any, tc: Any, world: int, steps: int, on_accelerator: bool) -> Any:
-    """The DeepSpeed engine around `objective`, with a torch AdamW and the warmup-cosine schedule."""
+def build_engine(objective: Any, tc: Any, world: int, steps: int, lr: float, on_accelerator: bool) -> Any:
+    """The DeepSpeed engine around `objective`, with a torch AdamW at peak rate `lr` and the
+    warmup-cosine schedule."""
     import deepspeed
     import torch
     from torch.optim.lr_scheduler import LambdaLR
@@ -146,7 +148,7 @@ def build_engine(objective: Any, tc: Any, world: int, steps: int, on_accelerator
 
     optimizer = torch.optim.AdamW(  # fused: one kernel for all tensors (CPU and CUDA), no DeepSpeed op build
         param_groups(objective, tc.weight_decay),
-        lr=tc.lr,
+        lr=lr,
         betas=tuple(tc.betas),
         eps=tc.adam_eps,
         fused=True,
