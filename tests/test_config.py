@@ -47,10 +47,6 @@ def test_overrides_select_groups_and_values(xib_root):
         (["train.mix=cubic"], "train.mix='cubic': must be one of sqrt, proportional, uniform"),
         (["model.projection.kind=mlp"], "must be one of qformer, linear"),
         (["infra.stage_nice={align@pc: 20}"], "infra.stage_nice.align@pc=20: must be between 0 and 19"),
-        (
-            ["+infra.stage_nice={align@smell: 5}"],
-            "infra.stage_nice.align@smell=5: names no stage of dvc.yaml",
-        ),
     ],
 )
 def test_bad_config_is_one_config_error_line(xib_root, overrides, message):

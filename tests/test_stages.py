@@ -162,3 +162,15 @@ def test_a_training_rank_in_its_own_session_keeps_the_stage_niceness():
     )
     returned, group = ran.stdout.splitlines()[:2]
     assert returned == "7" and group.endswith("nice 7")
+
+
+def test_stage_nice_naming_no_stage_of_dvc_yaml_is_one_config_error(xib_root):
+    import pytest
+
+    from xib.config import ConfigError
+    from xib.stages import stage_niceness
+
+    stage = load_stages()["align@pc"]
+    assert stage_niceness(load_config([]), stage) == 10  # the demo's default
+    with pytest.raises(ConfigError, match=r"^infra.stage_nice.align@smell=5: names no stage of dvc.yaml"):
+        stage_niceness(load_config(["+infra.stage_nice={align@smell: 5}"]), stage)

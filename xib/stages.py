@@ -156,6 +156,21 @@ def _run_child(stage: Stage, args: list[str], root: Path, nice: int = 0) -> tupl
     return status, cause
 
 
+def stage_niceness(cfg: XibConfig, stage: Stage) -> int:
+    """The niceness `infra.stage_nice` gives `stage`; every name it lists must be a dvc.yaml stage."""
+    from xib.config import ConfigError
+
+    if cfg.infra.stage_nice:
+        stages = load_stages()
+        for name, value in cfg.infra.stage_nice.items():
+            if name not in stages:
+                raise ConfigError(
+                    f"infra.stage_nice.{name}={value!r}: names no stage of dvc.yaml; one of "
+                    + ", ".join(stages)
+                )
+    return int(cfg.infra.stage_nice.get(stage.name, 0))
+
+
 def run_stage(
     stage: Stage, overrides: list[str], root: Path, force: bool = False, in_process: bool = True
 ) -> str:
@@ -175,7 +190,7 @@ def run_stage(
     if in_process:
         status = load_commands()[stage.command](args)
     else:
-        status, cause = _run_child(stage, args, root, cfg.infra.stage_nice.get(stage.name, 0))
+        status, cause = _run_child(stage, args, root, stage_niceness(cfg, stage))
         if status == EX_TEMPFAIL:
             raise TransientError(f"stage {stage.name}: {cause}")
         if status:
