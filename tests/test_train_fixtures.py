@@ -104,7 +104,6 @@ def make_world(root: Path, modality: str = "image", items: int = 24) -> list[str
         "train.lr=3e-3",
         "train.warmup_steps=2",
         "~train.steps_by_modality",  # the demo's per-modality steps would dwarf the tests' `train.steps`
-        "~train.lr_by_modality",  # and its per-modality rates would override the tests' `train.lr`
         "train.log_every=1",
         "train.eval_batches=1",
         "train.eval_samples=2",

@@ -42,7 +42,7 @@ class TrainConfig:
     steps_by_modality: dict[str, int] = field(default_factory=dict)  # overrides `steps` for those named
     micro_batch_size: int = 16
     grad_accum: int = 1
-    lr: float = 3e-4
+    lr: float = 6e-4
     lr_by_modality: dict[str, float] = field(default_factory=dict)  # overrides `lr` for those named
     min_lr_ratio: float = 0.1
     warmup_steps: int = 100
